@@ -93,7 +93,7 @@ struct http_header {
     char *value;
 };
 
-struct ff_http_req {
+struct ff_http_request {
     struct ff_http_server *srv;
     struct MHD_Connection *conn;
     const struct http_route *route;
@@ -742,7 +742,7 @@ static uint64_t elapsed_us(const struct timespec *start)
     return us > 0 ? (uint64_t)us : 0;
 }
 
-static void request_free(struct ff_http_req *req)
+static void request_free(struct ff_http_request *req)
 {
     if (req->state_free != NULL)
         req->state_free(req->state);
@@ -760,7 +760,7 @@ static void request_free(struct ff_http_req *req)
     free(req);
 }
 
-static bool answered(const struct ff_http_req *req)
+static bool answered(const struct ff_http_request *req)
 {
     return req->response != NULL || req->queued;
 }
@@ -819,7 +819,7 @@ static unsigned status_for_error(int code)
 
 /* Answers with the server's own JSON error. Failing to make even this
  * answer leaves the request unanswered, and the caller closes it. */
-static void answer_error(struct ff_http_req *req, unsigned status, const char *msg)
+static void answer_error(struct ff_http_request *req, unsigned status, const char *msg)
 {
     if (answered(req))
         return;
@@ -828,7 +828,8 @@ static void answer_error(struct ff_http_req *req, unsigned status, const char *m
 }
 
 /* After a handler callback: supplies the answer it owed, if any. */
-static void after_callback(struct ff_http_req *req, const char *callback, int rc, bool must_answer)
+static void after_callback(struct ff_http_request *req, const char *callback, int rc,
+                           bool must_answer)
 {
     if (answered(req))
         return;
@@ -844,7 +845,7 @@ static void after_callback(struct ff_http_req *req, const char *callback, int rc
     }
 }
 
-static enum MHD_Result queue_answer(struct ff_http_req *req)
+static enum MHD_Result queue_answer(struct ff_http_request *req)
 {
     if (req->response == NULL)
         return req->queued ? MHD_YES : MHD_NO;
@@ -880,7 +881,7 @@ static enum MHD_Result scan_for_nul(void *cls, enum MHD_ValueKind kind, const ch
 
 /* The headers are in: check the path, route, check the body's size, and
  * let a STREAM handler look at the request. May answer at once. */
-static void begin_request(struct ff_http_req *req, const char *url, const char *method)
+static void begin_request(struct ff_http_request *req, const char *url, const char *method)
 {
     struct ff_http_server *srv = req->srv;
     const char *cl =
@@ -928,7 +929,7 @@ static void begin_request(struct ff_http_req *req, const char *url, const char *
     unsigned st =
         route_find(srv, req->method, req->path, &req->route, caps, &ncaps, allow, sizeof(allow));
     if (st == 405) {
-        if (ff_http_respond_header(req, "Allow", allow) != 0) {
+        if (ff_http_response_header(req, "Allow", allow) != 0) {
             answer_error(req, 500, "out of memory");
             return;
         }
@@ -967,7 +968,7 @@ static void begin_request(struct ff_http_req *req, const char *url, const char *
 }
 
 /* Drops body bytes after the body was refused; false to close instead. */
-static bool drain(struct ff_http_req *req, size_t n)
+static bool drain(struct ff_http_request *req, size_t n)
 {
     req->drained += n;
     if (req->drained > FF_HTTP_DRAIN_MAX)
@@ -978,7 +979,7 @@ static bool drain(struct ff_http_req *req, size_t n)
     return true;
 }
 
-static enum MHD_Result take_body(struct ff_http_req *req, const char *data, size_t n)
+static enum MHD_Result take_body(struct ff_http_request *req, const char *data, size_t n)
 {
     if (__builtin_add_overflow(req->bytes_in, (uint64_t)n, &req->bytes_in))
         return MHD_NO;
@@ -1009,7 +1010,7 @@ static enum MHD_Result take_body(struct ff_http_req *req, const char *data, size
     return MHD_YES;
 }
 
-static void finish_request(struct ff_http_req *req)
+static void finish_request(struct ff_http_request *req)
 {
     if (answered(req) || req->body_refused || req->route == NULL)
         return; /* no route means the error answer could not be made: close */
@@ -1020,7 +1021,7 @@ static void finish_request(struct ff_http_req *req)
         after_callback(req, "on_complete", h->on_complete(req), true);
 }
 
-static bool expects_body(const struct ff_http_req *req)
+static bool expects_body(const struct ff_http_request *req)
 {
     return (req->has_length && req->content_length > 0) || req->chunked;
 }
@@ -1031,7 +1032,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 {
     (void)cls;
     (void)version;
-    struct ff_http_req *req = *con_cls;
+    struct ff_http_request *req = *con_cls;
     if (req == NULL)
         return MHD_NO; /* out of memory when the request line came in */
     req->conn = conn;
@@ -1059,7 +1060,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct ff_http_server *srv = cls;
-    struct ff_http_req *req = calloc(1, sizeof(*req));
+    struct ff_http_request *req = calloc(1, sizeof(*req));
     if (req == NULL)
         return NULL;
     req->srv = srv;
@@ -1105,7 +1106,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct ff_http_server *srv = cls;
-    struct ff_http_req *req = *con_cls;
+    struct ff_http_request *req = *con_cls;
     if (req == NULL)
         return;
     *con_cls = NULL;
@@ -1330,37 +1331,37 @@ void ff_http_server_free(struct ff_http_server *srv)
 /* ---------------------------------------------------------------------- */
 /* Request accessors                                                       */
 
-const char *ff_http_req_method(const struct ff_http_req *req)
+const char *ff_http_request_method(const struct ff_http_request *req)
 {
     return req->method;
 }
 
-const char *ff_http_req_path(const struct ff_http_req *req)
+const char *ff_http_request_path(const struct ff_http_request *req)
 {
     return req->path;
 }
 
-const char *ff_http_req_route(const struct ff_http_req *req)
+const char *ff_http_request_route(const struct ff_http_request *req)
 {
     return req->route->pattern;
 }
 
-const char *ff_http_req_id(const struct ff_http_req *req)
+const char *ff_http_request_id(const struct ff_http_request *req)
 {
     return req->id;
 }
 
-const char *ff_http_req_ip(const struct ff_http_req *req)
+const char *ff_http_request_ip(const struct ff_http_request *req)
 {
     return req->ip;
 }
 
-void *ff_http_req_userdata(const struct ff_http_req *req)
+void *ff_http_request_userdata(const struct ff_http_request *req)
 {
     return req->route->userdata;
 }
 
-const char *ff_http_req_param(const struct ff_http_req *req, const char *name)
+const char *ff_http_request_param(const struct ff_http_request *req, const char *name)
 {
     size_t n = strlen(name);
     for (size_t i = 0; i < req->nparams; i++) {
@@ -1370,7 +1371,7 @@ const char *ff_http_req_param(const struct ff_http_req *req, const char *name)
     return NULL;
 }
 
-const char *ff_http_req_header(const struct ff_http_req *req, const char *name)
+const char *ff_http_request_header(const struct ff_http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
@@ -1400,22 +1401,22 @@ static enum MHD_Result query_visit(void *cls, enum MHD_ValueKind kind, const cha
     return w->rc == 0 ? MHD_YES : MHD_NO;
 }
 
-const char *ff_http_req_query(const struct ff_http_req *req, const char *name)
+const char *ff_http_request_query(const struct ff_http_request *req, const char *name)
 {
     struct query_walk w = {name, NULL, NULL, 0, NULL};
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_visit, &w);
     return w.first;
 }
 
-int ff_http_req_query_each(const struct ff_http_req *req, const char *name,
-                           int (*fn)(void *ctx, const char *value), void *ctx)
+int ff_http_request_query_each(const struct ff_http_request *req, const char *name,
+                               int (*fn)(void *ctx, const char *value), void *ctx)
 {
     struct query_walk w = {name, fn, ctx, 0, NULL};
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_visit, &w);
     return w.rc;
 }
 
-int ff_http_req_content_length(const struct ff_http_req *req, uint64_t *out)
+int ff_http_request_content_length(const struct ff_http_request *req, uint64_t *out)
 {
     if (!req->has_length)
         return FF_ENOTFOUND;
@@ -1423,18 +1424,19 @@ int ff_http_req_content_length(const struct ff_http_req *req, uint64_t *out)
     return 0;
 }
 
-const char *ff_http_req_body(const struct ff_http_req *req, size_t *len)
+const char *ff_http_request_body(const struct ff_http_request *req, size_t *len)
 {
     *len = req->body.len;
     return req->body.data != NULL ? req->body.data : "";
 }
 
-bool ff_http_req_stopping(const struct ff_http_req *req)
+bool ff_http_request_stopping(const struct ff_http_request *req)
 {
     return atomic_load(&req->srv->stopping);
 }
 
-void ff_http_req_set_state(struct ff_http_req *req, void *state, void (*free_fn)(void *state))
+void ff_http_request_set_state(struct ff_http_request *req, void *state,
+                               void (*free_fn)(void *state))
 {
     if (req->state_free != NULL && req->state != state)
         req->state_free(req->state);
@@ -1442,7 +1444,7 @@ void ff_http_req_set_state(struct ff_http_req *req, void *state, void (*free_fn)
     req->state_free = free_fn;
 }
 
-void *ff_http_req_state(const struct ff_http_req *req)
+void *ff_http_request_state(const struct ff_http_request *req)
 {
     return req->state;
 }
@@ -1450,7 +1452,7 @@ void *ff_http_req_state(const struct ff_http_req *req)
 /* ---------------------------------------------------------------------- */
 /* Responses                                                               */
 
-int ff_http_respond_header(struct ff_http_req *req, const char *name, const char *value)
+int ff_http_response_header(struct ff_http_request *req, const char *name, const char *value)
 {
     if (answered(req))
         return FF_EINVAL;
@@ -1477,14 +1479,14 @@ static bool status_valid(unsigned status)
     return status >= 200 && status <= 599;
 }
 
-static bool body_sent(const struct ff_http_req *req, unsigned status)
+static bool body_sent(const struct ff_http_request *req, unsigned status)
 {
     return strcmp(req->method, "HEAD") != 0 && status != 204 && status != 304;
 }
 
 /* Adds the headers every answer carries and keeps resp as the answer to
  * queue. Takes resp in every case. */
-static int keep_answer(struct ff_http_req *req, unsigned status, struct MHD_Response *resp,
+static int keep_answer(struct ff_http_request *req, unsigned status, struct MHD_Response *resp,
                        const char *content_type, uint64_t body_len)
 {
     bool ok = MHD_add_response_header(resp, "X-Request-Id", req->id) == MHD_YES;
@@ -1506,7 +1508,7 @@ static int keep_answer(struct ff_http_req *req, unsigned status, struct MHD_Resp
     return 0;
 }
 
-static int check_can_answer(const struct ff_http_req *req, unsigned status,
+static int check_can_answer(const struct ff_http_request *req, unsigned status,
                             const char *content_type)
 {
     if (answered(req) || !status_valid(status))
@@ -1516,7 +1518,7 @@ static int check_can_answer(const struct ff_http_req *req, unsigned status,
     return 0;
 }
 
-int ff_http_respond_bytes(struct ff_http_req *req, unsigned status, const char *content_type,
+int ff_http_respond_bytes(struct ff_http_request *req, unsigned status, const char *content_type,
                           const void *data, size_t len)
 {
     int rc = check_can_answer(req, status, content_type);
@@ -1529,7 +1531,7 @@ int ff_http_respond_bytes(struct ff_http_req *req, unsigned status, const char *
     return keep_answer(req, status, resp, content_type, len);
 }
 
-int ff_http_respond_json(struct ff_http_req *req, unsigned status, const json_t *body)
+int ff_http_respond_json(struct ff_http_request *req, unsigned status, const json_t *body)
 {
     int rc = check_can_answer(req, status, NULL);
     if (rc != 0)
@@ -1542,7 +1544,7 @@ int ff_http_respond_json(struct ff_http_req *req, unsigned status, const json_t 
     return rc;
 }
 
-int ff_http_respond_error(struct ff_http_req *req, unsigned status, const char *code,
+int ff_http_respond_error(struct ff_http_request *req, unsigned status, const char *code,
                           const char *fmt, ...)
 {
     int rc = check_can_answer(req, status, NULL);
@@ -1572,7 +1574,7 @@ int ff_http_respond_error(struct ff_http_req *req, unsigned status, const char *
     return rc;
 }
 
-int ff_http_respond_fd(struct ff_http_req *req, unsigned status, int fd, uint64_t offset,
+int ff_http_respond_fd(struct ff_http_request *req, unsigned status, int fd, uint64_t offset,
                        uint64_t length, const char *content_type)
 {
     if (fd < 0)
@@ -1594,7 +1596,7 @@ int ff_http_respond_fd(struct ff_http_req *req, unsigned status, int fd, uint64_
 }
 
 struct stream {
-    ff_http_stream_fn read;
+    ff_http_read_fn read;
     void *ctx;
     void (*free_cb)(void *ctx);
     uint64_t *counter; /* the request's bytes_out; reads end before it is freed */
@@ -1622,8 +1624,8 @@ static void stream_free(void *cls)
     free(s);
 }
 
-int ff_http_respond_stream(struct ff_http_req *req, unsigned status, const char *content_type,
-                           ff_http_stream_fn read_cb, void *ctx, void (*free_cb)(void *ctx))
+int ff_http_respond_stream(struct ff_http_request *req, unsigned status, const char *content_type,
+                           ff_http_read_fn read_cb, void *ctx, void (*free_cb)(void *ctx))
 {
     int rc = check_can_answer(req, status, content_type);
     struct stream *s = NULL;
@@ -1662,7 +1664,7 @@ static ssize_t head_read(void *cls, uint64_t pos, char *buf, size_t max)
     return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
-int ff_http_respond_head(struct ff_http_req *req, unsigned status, uint64_t content_length,
+int ff_http_respond_head(struct ff_http_request *req, unsigned status, uint64_t content_length,
                          const char *content_type)
 {
     if (strcmp(req->method, "HEAD") != 0)

@@ -23,17 +23,12 @@
  * connection has its own thread, so handlers may block (long-poll, streamed
  * logs); handlers of different requests run concurrently and must guard
  * shared state themselves. A request object is only ever used by one thread
- * at a time: call the ff_http_req_* and ff_http_respond* functions only
+ * at a time: call the ff_http_request_* and ff_http_respond* functions only
  * from inside that request's handler callbacks. Route registration happens
  * before ff_http_server_start; ff_http_server_port may be called from any
  * thread once started; ff_http_server_stop may be called from any one
  * thread (e.g. the main thread after a signal), not concurrently with
- * itself or with ff_http_server_free.
- *
- * Names: the server-side request is struct ff_http_req (ff_http_req_*
- * accessors, ff_http_respond* answers), because struct ff_http_request and
- * ff_http_response_* belong to the client in ff_http_client.h; a program may
- * include both headers. */
+ * itself or with ff_http_server_free. */
 #ifndef FF_HTTP_SERVER_H
 #define FF_HTTP_SERVER_H
 
@@ -120,11 +115,11 @@ struct ff_http_server_config {
 void ff_http_server_config_init(struct ff_http_server_config *cfg);
 
 struct ff_http_server;
-struct ff_http_req;
+struct ff_http_request;
 
 enum ff_http_body_mode {
     /* The body (at most max_body bytes) is collected, then on_request
-     * runs; ff_http_req_body gives it. */
+     * runs; ff_http_request_body gives it. */
     FF_HTTP_BODY_BUFFER = 0,
     /* on_headers (optional) runs once the headers are in, on_body for each
      * chunk as it arrives, on_complete at the end. */
@@ -149,21 +144,21 @@ struct ff_http_handler {
     uint64_t max_body; /* BUFFER: at most FF_HTTP_BUFFER_MAX */
     enum ff_http_body_mode body_mode;
     /* BUFFER mode: the whole request is in. Must answer. */
-    int (*on_request)(struct ff_http_req *req);
+    int (*on_request)(struct ff_http_request *req);
     /* STREAM mode, may be NULL: headers are in, no body byte read yet.
      * May answer at once (401, 404 ...): on_body and on_complete then do
      * not run, and a request that carries a body has it dropped unread and
      * its connection closed after the answer. */
-    int (*on_headers)(struct ff_http_req *req);
+    int (*on_headers)(struct ff_http_request *req);
     /* STREAM mode, may be NULL when max_body is 0: the next len > 0 bytes
      * of the body, borrowed until it returns. An error (or an answer) stops
      * the body: nothing more is passed on, the rest of the body is read and
      * dropped up to FF_HTTP_DRAIN_MAX bytes (beyond that the connection is
      * closed), and then the answer (or the error's default) is sent;
      * on_complete does not run. */
-    int (*on_body)(struct ff_http_req *req, const char *data, size_t len);
+    int (*on_body)(struct ff_http_request *req, const char *data, size_t len);
     /* STREAM mode: the whole body has been passed on. Must answer. */
-    int (*on_complete)(struct ff_http_req *req);
+    int (*on_complete)(struct ff_http_request *req);
 };
 
 /* Body bytes read and dropped after a STREAM handler refused the body, so
@@ -187,7 +182,7 @@ int ff_http_server_new(const struct ff_http_server_config *cfg, struct ff_http_s
  * pattern; "/v2/{name+}/blobs/{digest}" on "/v2/a/b/blobs/sha256:x" gives
  * name "a/b"). A trailing '/' is significant. The first route added wins
  * when several match. handler and pattern are copied; userdata is
- * borrowed (ff_http_req_userdata). Only before ff_http_server_start.
+ * borrowed (ff_http_request_userdata). Only before ff_http_server_start.
  * Errors: FF_EINVAL (bad method or pattern, handler fields inconsistent
  * with its mode), FF_EEXIST (same method and pattern again), FF_EBUSY
  * (server started), FF_ENOMEM. */
@@ -207,7 +202,7 @@ uint16_t ff_http_server_port(const struct ff_http_server *srv);
  * asks keep-alive clients to close, waits until every request in flight
  * has completed or grace_seconds have passed, then closes all connections
  * and joins libmicrohttpd's threads. Handlers that block (long-poll, log
- * following) must poll ff_http_req_stopping at least once a second and
+ * following) must poll ff_http_request_stopping at least once a second and
  * finish when it turns true, or the final join waits for them. Returns 0,
  * or FF_ETIMEOUT when requests were still in flight at the deadline (they
  * are cut). A server that is not running returns 0 at once; a stopped
@@ -264,44 +259,45 @@ int ff_http_header_check(const char *name, const char *value, struct ff_err *err
 /* Request accessors. Returned strings are borrowed from the request and
  * live until it completes. */
 
-const char *ff_http_req_method(const struct ff_http_req *req);
+const char *ff_http_request_method(const struct ff_http_request *req);
 /* Percent-decoded path without the query string. */
-const char *ff_http_req_path(const struct ff_http_req *req);
+const char *ff_http_request_path(const struct ff_http_request *req);
 /* The pattern of the route that matched. */
-const char *ff_http_req_route(const struct ff_http_req *req);
+const char *ff_http_request_route(const struct ff_http_request *req);
 /* The 16-hex-digit id also sent as X-Request-Id and logged as req=. */
-const char *ff_http_req_id(const struct ff_http_req *req);
+const char *ff_http_request_id(const struct ff_http_request *req);
 /* Client address as text ("127.0.0.1", "::1"). */
-const char *ff_http_req_ip(const struct ff_http_req *req);
+const char *ff_http_request_ip(const struct ff_http_request *req);
 /* The userdata given to ff_http_server_route. */
-void *ff_http_req_userdata(const struct ff_http_req *req);
+void *ff_http_request_userdata(const struct ff_http_request *req);
 /* Value of a {capture} of the matched pattern, or NULL for no such name. */
-const char *ff_http_req_param(const struct ff_http_req *req, const char *name);
+const char *ff_http_request_param(const struct ff_http_request *req, const char *name);
 /* First value of a request header (name case-insensitive), or NULL. */
-const char *ff_http_req_header(const struct ff_http_req *req, const char *name);
+const char *ff_http_request_header(const struct ff_http_request *req, const char *name);
 /* First value of a query argument (name case-sensitive, value
  * percent-decoded; "" for "?flag"), or NULL when absent. */
-const char *ff_http_req_query(const struct ff_http_req *req, const char *name);
+const char *ff_http_request_query(const struct ff_http_request *req, const char *name);
 /* Calls fn for every value of a repeated query argument, in request order
  * (several scope= ...). Stops at the first non-zero return of fn and
  * returns it; returns 0 when fn always returned 0 (or never ran). */
-int ff_http_req_query_each(const struct ff_http_req *req, const char *name,
-                           int (*fn)(void *ctx, const char *value), void *ctx);
+int ff_http_request_query_each(const struct ff_http_request *req, const char *name,
+                               int (*fn)(void *ctx, const char *value), void *ctx);
 /* The declared Content-Length. Returns 0, or FF_ENOTFOUND when the request
  * has none (no body, or a chunked one). */
-int ff_http_req_content_length(const struct ff_http_req *req, uint64_t *out);
+int ff_http_request_content_length(const struct ff_http_request *req, uint64_t *out);
 /* BUFFER mode: the body, NUL-terminated (not counted in *len); "" and 0
  * when there was none. */
-const char *ff_http_req_body(const struct ff_http_req *req, size_t *len);
+const char *ff_http_request_body(const struct ff_http_request *req, size_t *len);
 /* True once ff_http_server_stop has begun: blocking handlers finish. */
-bool ff_http_req_stopping(const struct ff_http_req *req);
+bool ff_http_request_stopping(const struct ff_http_request *req);
 
 /* Attaches the handler's own per-request state. free_fn (may be NULL) is
  * called with it exactly once when the request completes, is aborted by
  * the client or times out, or when the state is replaced by another call. */
-void ff_http_req_set_state(struct ff_http_req *req, void *state, void (*free_fn)(void *state));
+void ff_http_request_set_state(struct ff_http_request *req, void *state,
+                               void (*free_fn)(void *state));
 /* The state set above, or NULL. */
-void *ff_http_req_state(const struct ff_http_req *req);
+void *ff_http_request_state(const struct ff_http_request *req);
 
 /* Responses. Each request is answered once; a second answer is FF_EINVAL.
  * A HEAD request gets the headers (Content-Length included) without the
@@ -311,51 +307,51 @@ void *ff_http_req_state(const struct ff_http_req *req);
 /* Adds a header to the coming answer (checked by ff_http_header_check).
  * Errors: FF_EINVAL (bad header, or the request was answered),
  * FF_ETOOBIG (more than FF_HTTP_RESPONSE_HEADERS_MAX), FF_ENOMEM. */
-int ff_http_respond_header(struct ff_http_req *req, const char *name, const char *value);
+int ff_http_response_header(struct ff_http_request *req, const char *name, const char *value);
 
 /* Answers with len bytes of data (copied); content_type may be NULL for no
  * Content-Type. Errors: FF_EINVAL (bad status or answered twice),
  * FF_ENOMEM. */
-int ff_http_respond_bytes(struct ff_http_req *req, unsigned status, const char *content_type,
+int ff_http_respond_bytes(struct ff_http_request *req, unsigned status, const char *content_type,
                           const void *data, size_t len);
 
 /* Answers with body serialised as compact JSON, Content-Type
  * application/json. body is borrowed. Errors: as ff_http_respond_bytes. */
-int ff_http_respond_json(struct ff_http_req *req, unsigned status, const json_t *body);
+int ff_http_respond_json(struct ff_http_request *req, unsigned status, const json_t *body);
 
 /* Answers {"error":{"code":"<code>","message":"<printf of fmt>"}}, as JSON.
  * Errors: as ff_http_respond_bytes. */
-int ff_http_respond_error(struct ff_http_req *req, unsigned status, const char *code,
+int ff_http_respond_error(struct ff_http_request *req, unsigned status, const char *code,
                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Answers with length bytes of the file fd from offset (blob GET, Range).
  * Takes ownership of fd in every case: it is closed after sending, or at
  * once on error. Errors: FF_EINVAL (negative fd, offset + length past
  * INT64_MAX, answered twice), FF_ENOMEM. */
-int ff_http_respond_fd(struct ff_http_req *req, unsigned status, int fd, uint64_t offset,
+int ff_http_respond_fd(struct ff_http_request *req, unsigned status, int fd, uint64_t offset,
                        uint64_t length, const char *content_type);
 
 /* Reads up to max bytes of a streamed body into buf. Returns the count
  * (> 0), 0 at the end of the body, or a negative FF_E* code to abort the
  * connection. It may block until data is there (thread-per-connection
  * mode) but should come back within a second or so when
- * ff_http_req_stopping turns true. */
-typedef ssize_t (*ff_http_stream_fn)(void *ctx, char *buf, size_t max);
+ * ff_http_request_stopping turns true. */
+typedef ssize_t (*ff_http_read_fn)(void *ctx, char *buf, size_t max);
 
 /* Answers with a body of unknown length produced by read_cb (chunked
  * transfer encoding; connection close for HTTP/1.0 clients), for following
  * logs. read_cb runs on the connection's thread while the request lives,
- * so it may use req (e.g. ff_http_req_stopping). Takes ownership of ctx in
+ * so it may use req (e.g. ff_http_request_stopping). Takes ownership of ctx in
  * every case: free_cb(ctx) (may be NULL) runs exactly once, at once on
  * error, else after the request completed (req is gone by then: free_cb
  * must not use it). Errors: as ff_http_respond_bytes. */
-int ff_http_respond_stream(struct ff_http_req *req, unsigned status, const char *content_type,
-                           ff_http_stream_fn read_cb, void *ctx, void (*free_cb)(void *ctx));
+int ff_http_respond_stream(struct ff_http_request *req, unsigned status, const char *content_type,
+                           ff_http_read_fn read_cb, void *ctx, void (*free_cb)(void *ctx));
 
 /* Answers a HEAD request with Content-Length: content_length and no body,
  * as the registry's HEAD on a blob or manifest must. Errors: FF_EINVAL (not
  * a HEAD request, or answered twice), FF_ENOMEM. */
-int ff_http_respond_head(struct ff_http_req *req, unsigned status, uint64_t content_length,
+int ff_http_respond_head(struct ff_http_request *req, unsigned status, uint64_t content_length,
                          const char *content_type);
 
 #endif

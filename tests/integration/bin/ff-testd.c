@@ -47,10 +47,10 @@ static void sleep_ms(unsigned ms)
 }
 
 /* A query number in [0, max], or def when absent. Returns 0 or FF_EINVAL. */
-static int query_u64(struct ff_http_req *req, const char *name, uint64_t max, uint64_t def,
+static int query_u64(struct ff_http_request *req, const char *name, uint64_t max, uint64_t def,
                      uint64_t *out)
 {
-    const char *v = ff_http_req_query(req, name);
+    const char *v = ff_http_request_query(req, name);
     if (v == NULL) {
         *out = def;
         return 0;
@@ -64,15 +64,15 @@ static int query_u64(struct ff_http_req *req, const char *name, uint64_t max, ui
     return 0;
 }
 
-static int healthz(struct ff_http_req *req)
+static int healthz(struct ff_http_request *req)
 {
     return ff_http_respond_bytes(req, 200, "text/plain", "ok\n", 3);
 }
 
-static int echo(struct ff_http_req *req)
+static int echo(struct ff_http_request *req)
 {
     size_t len;
-    const char *body = ff_http_req_body(req, &len);
+    const char *body = ff_http_request_body(req, &len);
     return ff_http_respond_bytes(req, 200, "application/octet-stream", body, len);
 }
 
@@ -81,7 +81,7 @@ static void hash_free(void *state)
     EVP_MD_CTX_free(state);
 }
 
-static int hash_headers(struct ff_http_req *req)
+static int hash_headers(struct ff_http_request *req)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (md == NULL)
@@ -90,20 +90,20 @@ static int hash_headers(struct ff_http_req *req)
         EVP_MD_CTX_free(md);
         return FF_ECRYPTO;
     }
-    ff_http_req_set_state(req, md, hash_free);
+    ff_http_request_set_state(req, md, hash_free);
     return 0;
 }
 
-static int hash_body(struct ff_http_req *req, const char *data, size_t len)
+static int hash_body(struct ff_http_request *req, const char *data, size_t len)
 {
-    return EVP_DigestUpdate(ff_http_req_state(req), data, len) == 1 ? 0 : FF_ECRYPTO;
+    return EVP_DigestUpdate(ff_http_request_state(req), data, len) == 1 ? 0 : FF_ECRYPTO;
 }
 
-static int hash_complete(struct ff_http_req *req)
+static int hash_complete(struct ff_http_request *req)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    if (EVP_DigestFinal_ex(ff_http_req_state(req), md, &n) != 1 || n != 32)
+    if (EVP_DigestFinal_ex(ff_http_request_state(req), md, &n) != 1 || n != 32)
         return FF_ECRYPTO;
     char hex[65];
     ff_hex_encode(md, n, hex);
@@ -112,9 +112,9 @@ static int hash_complete(struct ff_http_req *req)
 }
 
 /* Opens ?path= and works out the ?offset= / ?length= slice of it. */
-static int open_slice(struct ff_http_req *req, int *fd_out, uint64_t *off, uint64_t *len)
+static int open_slice(struct ff_http_request *req, int *fd_out, uint64_t *off, uint64_t *len)
 {
-    const char *path = ff_http_req_query(req, "path");
+    const char *path = ff_http_request_query(req, "path");
     if (path == NULL) {
         int rc = ff_http_respond_error(req, 400, "BAD_REQUEST", "query \"path\": missing");
         return rc != 0 ? rc : FF_EINVAL;
@@ -140,7 +140,7 @@ static int open_slice(struct ff_http_req *req, int *fd_out, uint64_t *off, uint6
     return 0;
 }
 
-static int file_get(struct ff_http_req *req)
+static int file_get(struct ff_http_request *req)
 {
     int fd;
     uint64_t off, len;
@@ -150,7 +150,7 @@ static int file_get(struct ff_http_req *req)
     return ff_http_respond_fd(req, 200, fd, off, len, "application/octet-stream");
 }
 
-static int file_head(struct ff_http_req *req)
+static int file_head(struct ff_http_request *req)
 {
     int fd;
     uint64_t off, len;
@@ -161,7 +161,7 @@ static int file_head(struct ff_http_req *req)
     return ff_http_respond_head(req, 200, len, "application/octet-stream");
 }
 
-static int slow(struct ff_http_req *req)
+static int slow(struct ff_http_request *req)
 {
     uint64_t ms;
     int rc = query_u64(req, "ms", TESTD_SLOW_MAX_MS, 1000, &ms);
@@ -172,7 +172,7 @@ static int slow(struct ff_http_req *req)
 }
 
 struct lines {
-    struct ff_http_req *req; /* valid during reads, which end before it completes */
+    struct ff_http_request *req; /* valid during reads, which end before it completes */
     uint64_t next;
     uint64_t count;
 };
@@ -180,7 +180,7 @@ struct lines {
 static ssize_t lines_read(void *ctx, char *buf, size_t max)
 {
     struct lines *l = ctx;
-    if (l->next == l->count || ff_http_req_stopping(l->req))
+    if (l->next == l->count || ff_http_request_stopping(l->req))
         return 0;
     sleep_ms(TESTD_LINE_MS);
     int n = snprintf(buf, max, "line %llu\n", (unsigned long long)l->next);
@@ -190,7 +190,7 @@ static ssize_t lines_read(void *ctx, char *buf, size_t max)
     return n;
 }
 
-static int stream(struct ff_http_req *req)
+static int stream(struct ff_http_request *req)
 {
     uint64_t count;
     int rc = query_u64(req, "lines", TESTD_STREAM_MAX_LINES, 10, &count);

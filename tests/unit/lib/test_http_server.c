@@ -254,10 +254,10 @@ static void observe(void *ctx, const char *route, const char *method, unsigned s
     atomic_fetch_add(&observed, 1);
 }
 
-static int h_echo(struct ff_http_req *req)
+static int h_echo(struct ff_http_request *req)
 {
     size_t len;
-    const char *body = ff_http_req_body(req, &len);
+    const char *body = ff_http_request_body(req, &len);
     return ff_http_respond_bytes(req, 200, "application/octet-stream", body, len);
 }
 
@@ -267,55 +267,56 @@ static void state_free(void *state)
     atomic_fetch_add(&states_freed, 1);
 }
 
-static int h_put_headers(struct ff_http_req *req)
+static int h_put_headers(struct ff_http_request *req)
 {
-    if (strcmp(ff_http_req_param(req, "digest"), "deny") == 0)
+    if (strcmp(ff_http_request_param(req, "digest"), "deny") == 0)
         return ff_http_respond_error(req, 401, "UNAUTHORIZED", "no token for \"%s\"",
-                                     ff_http_req_param(req, "name"));
-    if (strcmp(ff_http_req_param(req, "digest"), "fail") == 0)
+                                     ff_http_request_param(req, "name"));
+    if (strcmp(ff_http_request_param(req, "digest"), "fail") == 0)
         return FF_EDENIED;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
         EVP_MD_CTX_free(md);
         return FF_ECRYPTO;
     }
-    ff_http_req_set_state(req, md, state_free);
+    ff_http_request_set_state(req, md, state_free);
     return 0;
 }
 
-static int h_put_body(struct ff_http_req *req, const char *data, size_t len)
+static int h_put_body(struct ff_http_request *req, const char *data, size_t len)
 {
     if (len > FF_HTTP_DEFAULT_MAX_HEADER_BYTES)
         return FF_EINVAL; /* a chunk bigger than the pool: not streaming */
-    return EVP_DigestUpdate(ff_http_req_state(req), data, len) == 1 ? 0 : FF_ECRYPTO;
+    return EVP_DigestUpdate(ff_http_request_state(req), data, len) == 1 ? 0 : FF_ECRYPTO;
 }
 
-static int h_put_complete(struct ff_http_req *req)
+static int h_put_complete(struct ff_http_request *req)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    if (EVP_DigestFinal_ex(ff_http_req_state(req), md, &n) != 1)
+    if (EVP_DigestFinal_ex(ff_http_request_state(req), md, &n) != 1)
         return FF_ECRYPTO;
     char hex[2 * EVP_MAX_MD_SIZE + 1];
     ff_hex_encode(md, n, hex);
-    int rc = ff_http_respond_header(req, "X-Name", ff_http_req_param(req, "name"));
+    int rc = ff_http_response_header(req, "X-Name", ff_http_request_param(req, "name"));
     if (rc != 0)
         return rc;
     return ff_http_respond_bytes(req, 201, "text/plain", hex, strlen(hex));
 }
 
-static int h_blob_get(struct ff_http_req *req)
+static int h_blob_get(struct ff_http_request *req)
 {
     uint64_t off = 0, len = 0;
-    const char *o = ff_http_req_query(req, "offset");
-    const char *l = ff_http_req_query(req, "length");
+    const char *o = ff_http_request_query(req, "offset");
+    const char *l = ff_http_request_query(req, "length");
     if (o == NULL || l == NULL || ff_parse_u64(o, 1u << 20, &off) != 0 ||
         ff_parse_u64(l, 1u << 20, &len) != 0)
         return FF_EINVAL;
     int fd = open(blob_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return FF_ENOTFOUND;
-    int rc = ff_http_respond_header(req, "Docker-Content-Digest", ff_http_req_param(req, "digest"));
+    int rc =
+        ff_http_response_header(req, "Docker-Content-Digest", ff_http_request_param(req, "digest"));
     if (rc != 0) {
         close(fd);
         return rc;
@@ -323,12 +324,12 @@ static int h_blob_get(struct ff_http_req *req)
     return ff_http_respond_fd(req, 206, fd, off, len, "application/octet-stream");
 }
 
-static int h_blob_head(struct ff_http_req *req)
+static int h_blob_head(struct ff_http_request *req)
 {
     return ff_http_respond_head(req, 200, HEAD_LENGTH, "application/octet-stream");
 }
 
-static int h_json_error(struct ff_http_req *req)
+static int h_json_error(struct ff_http_request *req)
 {
     return ff_http_respond_error(req, 409, "NAME_UNKNOWN", "repository \"%s\" is not known", "a/b");
 }
@@ -338,19 +339,20 @@ static int join_scope(void *ctx, const char *value)
     return ff_buf_printf(ctx, "%s;", value);
 }
 
-static int h_query(struct ff_http_req *req)
+static int h_query(struct ff_http_request *req)
 {
     struct ff_buf b;
     ff_buf_init(&b, 4096);
-    const char *a = ff_http_req_query(req, "a");
-    const char *upper = ff_http_req_query(req, "A");
+    const char *a = ff_http_request_query(req, "a");
+    const char *upper = ff_http_request_query(req, "A");
     int rc = ff_buf_printf(&b, "a=%s A=%s scopes=", a != NULL ? a : "(none)",
                            upper != NULL ? upper : "(none)");
     if (rc == 0)
-        rc = ff_http_req_query_each(req, "scope", join_scope, &b);
-    const char *auth = ff_http_req_header(req, "authorization");
+        rc = ff_http_request_query_each(req, "scope", join_scope, &b);
+    const char *auth = ff_http_request_header(req, "authorization");
     if (rc == 0)
-        rc = ff_buf_printf(&b, " auth=%s ip=%s", auth != NULL ? "yes" : "no", ff_http_req_ip(req));
+        rc = ff_buf_printf(&b, " auth=%s ip=%s", auth != NULL ? "yes" : "no",
+                           ff_http_request_ip(req));
     if (rc == 0)
         rc = ff_http_respond_bytes(req, 200, "text/plain", b.data, b.len);
     ff_buf_release(&b);
@@ -371,7 +373,7 @@ static ssize_t chunks_read(void *ctx, char *buf, size_t max)
     return n > 0 && (size_t)n < max ? n : FF_ETOOBIG;
 }
 
-static int h_stream(struct ff_http_req *req)
+static int h_stream(struct ff_http_request *req)
 {
     struct chunks *c = malloc(sizeof(*c));
     if (c == NULL)
@@ -380,46 +382,46 @@ static int h_stream(struct ff_http_req *req)
     return ff_http_respond_stream(req, 200, "text/plain", chunks_read, c, free);
 }
 
-static int h_denied(struct ff_http_req *req)
+static int h_denied(struct ff_http_request *req)
 {
     (void)req;
     return FF_EDENIED;
 }
 
-static int h_forgot(struct ff_http_req *req)
+static int h_forgot(struct ff_http_request *req)
 {
     (void)req;
     return 0;
 }
 
 /* Misuses the API from inside a handler and reports what it got. */
-static int h_checks(struct ff_http_req *req)
+static int h_checks(struct ff_http_request *req)
 {
     char out[256];
     int head = ff_http_respond_head(req, 200, 1, NULL);
-    int crlf = ff_http_respond_header(req, "X-A", "v\r\nX-Injected: 1");
-    int reserved = ff_http_respond_header(req, "Content-Length", "5");
+    int crlf = ff_http_response_header(req, "X-A", "v\r\nX-Injected: 1");
+    int reserved = ff_http_response_header(req, "Content-Length", "5");
     int status = ff_http_respond_bytes(req, 99, NULL, "x", 1);
     int fd = ff_http_respond_fd(req, 200, -1, 0, 1, NULL);
     /* A server thread: no cmocka asserts here, the client checks the text. */
-    int n =
-        snprintf(out, sizeof(out), "head=%d crlf=%d reserved=%d status=%d fd=%d method=%s route=%s",
-                 head, crlf, reserved, status, fd, ff_http_req_method(req), ff_http_req_route(req));
+    int n = snprintf(out, sizeof(out),
+                     "head=%d crlf=%d reserved=%d status=%d fd=%d method=%s route=%s", head, crlf,
+                     reserved, status, fd, ff_http_request_method(req), ff_http_request_route(req));
     if (!fits(n, sizeof(out)))
         return FF_ETOOBIG;
     int rc = ff_http_respond_bytes(req, 200, "text/plain", out, strlen(out));
     if (rc != 0)
         return rc;
     int twice = ff_http_respond_bytes(req, 200, NULL, "again", 5);
-    int late = ff_http_respond_header(req, "X-Late", "1");
+    int late = ff_http_response_header(req, "X-Late", "1");
     return twice == FF_EINVAL && late == FF_EINVAL ? 0 : FF_EINVAL;
 }
 
 /* Sleeps ?ms= milliseconds (400 when absent), as a long-poll would. */
-static int h_slow(struct ff_http_req *req)
+static int h_slow(struct ff_http_request *req)
 {
     uint64_t ms = 400;
-    const char *q = ff_http_req_query(req, "ms");
+    const char *q = ff_http_request_query(req, "ms");
     if (q != NULL && ff_parse_u64(q, 10000, &ms) != 0)
         return FF_EINVAL;
     sleep_ms((unsigned)ms);
