@@ -88,6 +88,11 @@ $(BUILD)/tests/unit/$(1): $(BUILD)/obj/tests/unit/$(1).o $(call unit_archive,$(p
 endef
 $(foreach t,$(UNIT_SRC:tests/unit/%.c=%),$(eval $(call unit_rule,$(t))))
 
+# Tests and fuzz targets of a component see its private header.
+$(foreach c,$(COMPONENTS),$(eval \
+  $(BUILD)/obj/tests/unit/$(call comp_dir,$(c))/%.o $(BUILD)/obj/tests/fuzz/$(call comp_name,$(c))_%.o: \
+  CPPFLAGS += -I$(call comp_dir,$(c))))
+
 # Fuzz targets: tests/fuzz/<component>_<what>.c; the prefix names the
 # archive to link ("lib_" links only libff). Under gcc they are linked with
 # the replay driver so every corpus runs in `make test`.

@@ -25,7 +25,10 @@ static void quote(const char *s, size_t n, char out[QUOTE_SIZE])
     size_t keep = n < QUOTE_SIZE - 1 ? n : QUOTE_SIZE - 4;
     for (size_t i = 0; i < keep; i++) {
         unsigned char c = (unsigned char)s[i];
-        out[i] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? (char)c : '?';
+        bool plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+        out[i] = '?';
+        if (plain)
+            out[i] = s[i];
     }
     if (keep < n) {
         memcpy(out + keep, "...", 3);
@@ -152,12 +155,18 @@ static int resource_name_check(const char *s, size_t len, struct ff_err *err)
     if (len > FF_SCOPE_NAME_MAX || ff_scope_name_check(s, len, NULL) == 0)
         return ff_scope_name_check(s, len, err);
     const char *slash = memchr(s, '/', len);
-    if (slash != NULL && hostname_valid(s, (size_t)(slash - s))) {
-        size_t host_len = (size_t)(slash - s);
-        int rc = ff_scope_name_check(slash + 1, len - host_len - 1, err);
-        if (rc != 0)
+    size_t host_len = slash != NULL ? (size_t)(slash - s) : 0;
+    if (slash != NULL && hostname_valid(s, host_len)) {
+        const char *rest = slash + 1;
+        size_t rest_len = len - host_len - 1;
+        if (ff_scope_name_check(rest, rest_len, NULL) == 0)
+            return 0;
+        /* Blame the rest only when the first part can be nothing but a
+         * host; otherwise the plain path reading says more. */
+        if (component_check(s, host_len, 1, NULL) != 0) {
+            (void)ff_scope_name_check(rest, rest_len, err);
             return ff_err_wrap(err, "after host \"%.*s\"", (int)host_len, s);
-        return 0;
+        }
     }
     return ff_scope_name_check(s, len, err);
 }

@@ -1,0 +1,408 @@
+/* ff-registry's private header: the declarations every file of the daemon
+ * shares, grouped by the file that defines them. */
+#ifndef REGISTRY_H
+#define REGISTRY_H
+
+#include "ff_digest.h"
+#include "ff_err.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* ---- name.c: repository names, tags and references ------------------- */
+
+/* Longest repository name: clients cap "host[:port]/name" at 255
+ * characters (OCI distribution spec), so a longer name could not be pulled
+ * anyway; it also bounds the keys we store. */
+#define NAME_LEN_MAX 255
+/* Most path components of a repository name: "owner/app/arch" style names
+ * need three or four; eight leaves room without inviting directory-tree
+ * abuse in listings. */
+#define NAME_DEPTH_MAX 8
+/* Longest tag, from the OCI grammar [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}. */
+#define TAG_LEN_MAX 128
+
+/* Checks a repository name against the OCI grammar
+ * [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*
+ * (which rules out "..", empty components and leading or trailing '/'),
+ * NAME_LEN_MAX and NAME_DEPTH_MAX. Returns 0 or FF_EINVAL with a message
+ * such as `repository name "a/../b": component 2 ".." must start with
+ * [a-z0-9]`; the name is quoted with unprintable bytes replaced by '?'. */
+int name_validate(const char *name, struct ff_err *err);
+
+/* Checks a tag against [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}. Returns 0 or
+ * FF_EINVAL with a message naming the offending character. */
+int tag_validate(const char *tag, struct ff_err *err);
+
+enum reference_kind {
+    REFERENCE_TAG,
+    REFERENCE_DIGEST
+};
+
+/* The <reference> of /v2/<name>/manifests/<reference>: a tag or a digest. */
+struct reference {
+    enum reference_kind kind;
+    char tag[TAG_LEN_MAX + 1]; /* REFERENCE_TAG: the tag; "" otherwise */
+    struct ff_digest digest;   /* REFERENCE_DIGEST: the digest */
+};
+
+/* Parses a reference: anything with a ':' is a digest (tags cannot hold
+ * one) and must be "sha256:<64 hex>"; anything else must be a valid tag.
+ * Returns 0 or FF_EINVAL (malformed tag or digest, or a digest algorithm
+ * other than sha256). */
+int reference_parse(const char *ref, struct reference *out, struct ff_err *err);
+
+/* ---- manifest.c: manifest and index parsing ------------------------------ */
+
+/* Largest manifest accepted: the OCI distribution spec suggests registries
+ * accept at least 4 MiB, and real manifests are a few KiB, so this admits
+ * every real one while bounding memory per request. */
+#define MANIFEST_SIZE_MAX (4u << 20)
+/* Most layers in an image manifest: 300-layer images exist in the wild;
+ * 1024 passes all of them and still bounds the work per manifest. */
+#define MANIFEST_LAYERS_MAX 1024
+/* Most entries in an index: a multi-arch index with attestations has a few
+ * dozen; 1024 leaves ample room. */
+#define MANIFEST_INDEX_ENTRIES_MAX 1024
+/* Longest media type: RFC 6838 caps type and subtype at 127 characters
+ * each, so "type/subtype" is at most 255. */
+#define MEDIA_TYPE_MAX 255
+
+#define MEDIA_TYPE_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MEDIA_TYPE_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MEDIA_TYPE_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define MEDIA_TYPE_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+
+enum manifest_kind {
+    MANIFEST_OCI_MANIFEST,
+    MANIFEST_OCI_INDEX,
+    MANIFEST_DOCKER_MANIFEST,
+    MANIFEST_DOCKER_LIST
+};
+
+/* Platform of an index entry. Strings are borrowed from the manifest. */
+struct platform {
+    const char *os;
+    const char *architecture;
+    const char *variant; /* NULL when absent */
+};
+
+/* A content descriptor. Strings and JSON are borrowed from the manifest
+ * that holds the descriptor and live as long as it does. */
+struct descriptor {
+    const char *media_type;
+    struct ff_digest digest;
+    int64_t size;                /* >= 0 */
+    const char *artifact_type;   /* NULL when absent */
+    const json_t *annotations;   /* object of strings, or NULL when absent */
+    bool has_platform;           /* index entries only */
+    struct platform platform;
+};
+
+/* A parsed manifest. Every pointer is owned by the manifest (manifest_free);
+ * strings point into its JSON document, root. */
+struct manifest {
+    enum manifest_kind kind;
+    const char *media_type;      /* one of the MEDIA_TYPE_* constants */
+    struct ff_digest digest;     /* sha256 of the bytes as received */
+    const char *artifact_type;   /* the manifest's "artifactType", or NULL */
+    bool has_config;             /* image manifests: always true */
+    struct descriptor config;
+    struct descriptor *layers;   /* image manifests */
+    size_t n_layers;
+    struct descriptor *manifests; /* indexes */
+    size_t n_manifests;
+    bool has_subject;            /* OCI types only */
+    struct descriptor subject;
+    const json_t *annotations;   /* OCI types: object of strings, or NULL */
+    json_t *root;
+};
+
+/* True when content_type (a Content-Type header value; parameters after
+ * ';' are ignored, type and subtype compared case-insensitively) is one of
+ * the four manifest types we store. The manifest PUT route asks this first
+ * and answers MANIFEST_INVALID / unsupported for anything else, Docker
+ * schema 1 included; manifest_parse then only fails with FF_EINVAL or
+ * FF_ETOOBIG, so the route can map its errors without inspecting messages. */
+bool manifest_media_type_supported(const char *content_type);
+
+/* Parses and validates len bytes of a manifest or index. content_type may
+ * be NULL (stored manifests re-read without a header); when given, it must
+ * be supported and the body's "mediaType", when present, must equal it.
+ * Without a body "mediaType" the Content-Type decides (OCI rule); Docker
+ * types must carry "mediaType" in the body. "schemaVersion" must be 2.
+ * Descriptors need a valid "mediaType" (RFC 6838 grammar), a sha256
+ * "digest" and a non-negative integer "size". An image manifest must not
+ * hold "manifests" and an index must not hold "config" or "layers" (the
+ * content-confusion rule). Unknown fields are ignored, as the OCI spec
+ * requires; duplicate keys are refused. On success *out belongs to the
+ * caller (manifest_free). Errors: FF_ETOOBIG (more than MANIFEST_SIZE_MAX
+ * bytes), FF_EINVAL (anything else wrong, with the field in the message),
+ * FF_ENOMEM, FF_ECRYPTO. */
+int manifest_parse(const char *data, size_t len, const char *content_type,
+                   struct manifest **out, struct ff_err *err);
+
+/* NULL-safe. */
+void manifest_free(struct manifest *m);
+
+/* The artifactType a referrers list shows for m (distribution spec,
+ * "Listing Referrers"): the manifest's artifactType; else, for an image
+ * manifest, its config media type; else NULL (indexes without one). The
+ * string is borrowed from m. */
+const char *manifest_referrer_artifact_type(const struct manifest *m);
+
+enum manifest_ref_kind {
+    MANIFEST_REF_BLOB,     /* config or layer: must exist in the repository */
+    MANIFEST_REF_MANIFEST, /* index entry: must exist in the repository */
+    MANIFEST_REF_SUBJECT   /* need NOT exist: the spec requires accepting a
+                              referrer pushed before its subject */
+};
+
+/* Called once per reference; a non-zero return stops the walk. */
+typedef int (*manifest_ref_fn)(void *ctx, enum manifest_ref_kind kind,
+                               const struct descriptor *d);
+
+/* Calls fn for every descriptor m refers to, in document order: config,
+ * layers, index entries, then subject. The same digest may come more than
+ * once (an empty config reused as a layer). Returns 0 or the first
+ * non-zero value fn returned. */
+int manifest_foreach_ref(const struct manifest *m, manifest_ref_fn fn, void *ctx);
+
+/* ---- blobstore.c: content-addressed, crash-safe blob storage -------------
+ *
+ * Under the store's root:
+ *   lock                   flock()ed while a process has the store open
+ *   blobs/sha256/ab/<hex>  committed blobs, named by digest, never modified
+ *   tmp/                   blobs being written; leftovers are crash debris
+ *   uploads/               upload sessions (upload.c)
+ * All on one file system, so link() and rename() into blobs/ are atomic. A
+ * blob is visible only once its bytes and its directory entry are on disk
+ * and its digest matched: after a crash every blob is whole or absent. */
+
+/* Largest blob by default: bigger than any sane layer, small enough that a
+ * runaway upload cannot fill a disk unnoticed. The daemon makes it
+ * configurable. */
+#define BLOB_SIZE_MAX_DEFAULT ((int64_t)32 << 30)
+
+struct blob_store;
+struct blob_writer;
+
+/* Opens (creating with mode 0700 when missing) the store at root, takes
+ * the lock file, and removes everything in tmp/ (blobs a crash cut short;
+ * none was acknowledged). max_blob_size <= 0 means BLOB_SIZE_MAX_DEFAULT.
+ * *out belongs to the caller (blob_store_free). Errors: FF_EBUSY (another
+ * process has the store open), FF_EIO, FF_ENOMEM. */
+int blob_store_open(const char *root, int64_t max_blob_size, struct blob_store **out,
+                    struct ff_err *err);
+
+/* Releases the lock and frees bs. NULL-safe. */
+void blob_store_free(struct blob_store *bs);
+
+/* The root directory's descriptor (borrowed, valid until blob_store_free),
+ * for upload.c which keeps its sessions under the same root. */
+int blob_store_root_fd(const struct blob_store *bs);
+
+/* The largest blob the store accepts. */
+int64_t blob_store_max_size(const struct blob_store *bs);
+
+/* Size of a committed blob. Errors: FF_ENOTFOUND, FF_EIO. */
+int blob_store_stat(struct blob_store *bs, const struct ff_digest *d, int64_t *size,
+                    struct ff_err *err);
+
+/* Opens a committed blob for reading; *fd (O_RDONLY, close-on-exec) belongs
+ * to the caller. Errors: FF_ENOTFOUND, FF_EIO. */
+int blob_store_open_read(struct blob_store *bs, const struct ff_digest *d, int *fd,
+                         int64_t *size, struct ff_err *err);
+
+/* Removes a committed blob (for GC; readers that have it open keep
+ * reading). Not fsync'd: a crash may bring a deleted blob back, and the
+ * next GC removes it again. Errors: FF_ENOTFOUND, FF_EIO. */
+int blob_store_delete(struct blob_store *bs, const struct ff_digest *d, struct ff_err *err);
+
+/* Called once per committed blob; mtime is the last commit of that digest
+ * (a re-upload of an existing blob refreshes it, so GC can keep blobs
+ * younger than its grace period). A non-zero return stops the walk. */
+typedef int (*blob_store_iter_fn)(void *ctx, const struct ff_digest *d, int64_t size,
+                                  time_t mtime);
+
+/* Walks every committed blob (entries whose name is not a digest are
+ * skipped). Returns 0, the first non-zero value fn returned, or FF_EIO. */
+int blob_store_iterate(struct blob_store *bs, blob_store_iter_fn fn, void *ctx,
+                       struct ff_err *err);
+
+/* Commits a finished file as a blob. The file is name in directory dirfd
+ * (which must be on the store's file system) and open as fd (for reading
+ * and fsync). actual is its digest when the caller hashed it while it was
+ * written; NULL makes the store hash fd from offset 0. expected, when not
+ * NULL, must equal the digest. The file is fsync'd and hard-linked into
+ * blobs/; if that blob exists already it is kept (same digest, same bytes)
+ * and its mtime refreshed. The fan-out directory is fsync'd, so on success
+ * the blob survives a crash. The source name is left in place for the
+ * caller to remove, and the caller must never write to it again: it may now
+ * be the blob's own inode. This is the store's one commit path
+ * (blob_writer_commit and upload_finish use it). *actual_out and *size are
+ * written on success and may be NULL. Errors: FF_EINVAL (digest mismatch; the message names both
+ * digests; nothing was published), FF_ETOOBIG (larger than the store's
+ * maximum), FF_EIO, FF_ENOMEM, FF_ECRYPTO. */
+int blob_store_adopt(struct blob_store *bs, int dirfd, const char *name, int fd,
+                     const struct ff_digest *actual, const struct ff_digest *expected,
+                     struct ff_digest *actual_out, int64_t *size, struct ff_err *err);
+
+/* Starts a blob in tmp/, hashed as it is written. *out belongs to the
+ * caller (blob_writer_free). Errors: FF_EIO, FF_ENOMEM, FF_ECRYPTO. */
+int blob_writer_new(struct blob_store *bs, struct blob_writer **out, struct ff_err *err);
+
+/* Appends len bytes (hashing them, retrying short writes and EINTR; no
+ * fsync until commit). Errors: FF_ETOOBIG (the blob would pass the store's
+ * maximum; nothing written), FF_EIO (disk full, ...), FF_ECRYPTO, and
+ * FF_EINVAL after a failed write or a commit. */
+int blob_writer_write(struct blob_writer *w, const void *data, size_t len,
+                      struct ff_err *err);
+
+/* Bytes written so far. */
+int64_t blob_writer_size(const struct blob_writer *w);
+
+/* Finishes the blob: checks it against expected (may be NULL: the digest
+ * is then whatever was written), then commits it as blob_store_adopt does
+ * and removes the temporary file. On any failure, including a digest
+ * mismatch (FF_EINVAL, both digests in the message), the temporary file is
+ * removed and nothing is visible in blobs/. The writer is spent either way;
+ * free it. *actual and *size may be NULL. Errors as blob_store_adopt. */
+int blob_writer_commit(struct blob_writer *w, const struct ff_digest *expected,
+                       struct ff_digest *actual, int64_t *size, struct ff_err *err);
+
+/* Frees w, removing its temporary file if it was not committed (this is
+ * how an upload is aborted). NULL-safe. */
+void blob_writer_free(struct blob_writer *w);
+
+/* Writes all len bytes at offset of fd (pwrite, retrying short writes and
+ * EINTR) and starts write-back of each finished 8 MiB stretch, so the
+ * fsync at commit does not have to flush gigabytes at once. Errors: FF_EIO
+ * (errno text in the message). */
+int blob_fd_write(int fd, int64_t offset, const void *data, size_t len, struct ff_err *err);
+
+/* ---- upload.c: upload sessions (chunked, resumable, crash-safe) ----------
+ *
+ * A session lives in uploads/<id>/ under the blob store's root: "data" holds
+ * the bytes acknowledged so far and "info" (JSON, replaced atomically)
+ * records the repository, the creation time and the acknowledged size. A
+ * chunk is acknowledged once its bytes are fsync'd and info records the new
+ * size; after a crash the session resumes at that size and any unrecorded
+ * tail is cut off. Sessions in use are cached in memory (with the running
+ * digest, so finishing needs no second pass over the data); the cache is
+ * shared by all threads behind one mutex. */
+
+/* Length of an upload id: 128 random bits in lower-case hex, unguessable,
+ * so knowing an id is as good as holding the session. */
+#define UPLOAD_ID_LEN 32
+/* Most sessions cached in memory at once. Each holds two descriptors and a
+ * digest state, so the cache costs at most 512 descriptors (the daemon must
+ * allow for that in RLIMIT_NOFILE); idle sessions are evicted first and
+ * re-read from disk later, and only 256 uploads in progress at the same
+ * instant are refused (FF_EBUSY): dozens of clients pushing a few layers
+ * each. */
+#define UPLOAD_LIVE_MAX 256
+/* Largest info file read: a repository name and two numbers. */
+#define UPLOAD_INFO_MAX 4096
+
+struct upload_store;
+struct upload;
+
+/* Opens the session store under bs's root (creating uploads/ when missing)
+ * and removes half-created sessions a crash left behind. bs must outlive
+ * the upload store. *out belongs to the caller (upload_store_free).
+ * Errors: FF_EIO, FF_ENOMEM. */
+int upload_store_open(struct blob_store *bs, struct upload_store **out, struct ff_err *err);
+
+/* Frees the store and every cached session. No handle may be open.
+ * NULL-safe. */
+void upload_store_free(struct upload_store *us);
+
+/* Creates an empty session for repository repo (validated with
+ * name_validate) and writes its id, NUL-terminated, into id. The session
+ * is on disk when this returns. Errors: FF_EINVAL (bad name), FF_EIO,
+ * FF_ECRYPTO (no randomness), FF_ENOMEM. */
+int upload_create(struct upload_store *us, const char *repo, char id[UPLOAD_ID_LEN + 1],
+                  struct ff_err *err);
+
+/* Opens session id of repository repo (both straight from the URL). *out
+ * belongs to the caller (upload_close). Errors: FF_ENOTFOUND (malformed id,
+ * no such session, or one of another repository), FF_EBUSY (too many
+ * sessions in use at once), FF_EIO, FF_ENOMEM. */
+int upload_open(struct upload_store *us, const char *repo, const char *id,
+                struct upload **out, struct ff_err *err);
+
+/* Releases a handle, aborting an append it left unfinished. NULL-safe. */
+void upload_close(struct upload *u);
+
+/* The session id (borrowed from u). */
+const char *upload_id(const struct upload *u);
+
+/* Bytes acknowledged so far: what the Range header of a status answer
+ * reports and where the next chunk must start. */
+int64_t upload_size(const struct upload *u);
+
+/* Starts writing a chunk that the client says begins at offset. Until
+ * upload_append_end or upload_append_abort, other appends, finish and
+ * cancel on this session fail with FF_EBUSY (a concurrent PATCH is refused,
+ * not interleaved). Errors: FF_ERANGE (offset is not upload_size(): answer
+ * 416), FF_EBUSY, FF_ENOTFOUND (finished, cancelled or expired meanwhile),
+ * FF_ENOMEM, FF_ECRYPTO. */
+int upload_append_begin(struct upload *u, int64_t offset, struct ff_err *err);
+
+/* Writes the next len bytes of the chunk as they arrive. Errors:
+ * FF_ETOOBIG (the upload would pass the blob store's maximum), FF_EIO,
+ * FF_ECRYPTO, FF_EINVAL (no append begun). After an error, abort. */
+int upload_append_write(struct upload *u, const void *data, size_t len, struct ff_err *err);
+
+/* Acknowledges the chunk: fsyncs the data, records the new size in info,
+ * and writes it to *size (may be NULL). Only after this returns 0 may the
+ * client be told (202). On failure the chunk is dropped as by
+ * upload_append_abort. Errors: FF_EIO, FF_EINVAL (no append begun). */
+int upload_append_end(struct upload *u, int64_t *size, struct ff_err *err);
+
+/* Drops the chunk in progress (the session stays at its acknowledged size)
+ * and ends the append. No-op when no append is in progress. */
+void upload_append_abort(struct upload *u);
+
+/* The three steps above for a chunk held in memory. */
+int upload_append(struct upload *u, int64_t offset, const void *data, size_t len,
+                  int64_t *size, struct ff_err *err);
+
+/* Completes the upload as blob expected (required: the spec makes the
+ * digest parameter mandatory), committing it through blob_store_adopt,
+ * then removes the session. *size (may be NULL) gets the blob's size.
+ * On FF_EINVAL (digest mismatch) the session stays as it was, so the
+ * client may retry or cancel. Errors: FF_EINVAL, FF_EBUSY (an append is in
+ * progress), FF_ENOTFOUND (gone meanwhile), FF_EIO, FF_ENOMEM, FF_ECRYPTO.
+ * The handle must still be closed. */
+int upload_finish(struct upload *u, const struct ff_digest *expected, int64_t *size,
+                  struct ff_err *err);
+
+/* Removes the session and its data. The handle must still be closed.
+ * Errors: FF_EBUSY, FF_ENOTFOUND, FF_EIO. */
+int upload_cancel(struct upload *u, struct ff_err *err);
+
+/* Removes every session with no activity (last chunk or creation) for at
+ * least max_age seconds and no open handle, and half-created ones that old.
+ * *count (may be NULL) gets how many were removed. Holds the store's mutex
+ * throughout, so call it from a periodic job, not per request. Errors:
+ * FF_EIO (the walk failed; some sessions may have been removed). */
+int upload_expire(struct upload_store *us, int64_t max_age, unsigned *count,
+                  struct ff_err *err);
+
+/* Called once per session; strings are borrowed for the call only. A
+ * non-zero return stops the walk. fn runs under the store's mutex and must
+ * not call upload_* functions. */
+typedef int (*upload_iter_fn)(void *ctx, const char *id, const char *repo, int64_t size,
+                              time_t created, time_t updated);
+
+/* Walks every session on disk (for metrics and GC). Sessions whose info
+ * cannot be read are skipped. Returns 0, the first non-zero value fn
+ * returned, or FF_EIO. */
+int upload_iterate(struct upload_store *us, upload_iter_fn fn, void *ctx, struct ff_err *err);
+
+#endif
