@@ -1039,11 +1039,19 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (!req->started) {
         req->started = true;
         begin_request(req, url, method);
-        /* An answer made before the body is read must go now (libmicrohttpd
-         * then drops the body and closes the connection); without a body it
+        /* An answer made before the body is read (401, 404, 416 ...): a
+         * declared body small enough to drain is read and dropped first, so
+         * the client, still sending, gets the answer on an open connection;
+         * a larger or chunked one gets the answer now and the connection is
+         * closed (libmicrohttpd drops the body). Without a body the answer
          * waits for the next call so that the connection stays open. */
-        if (answered(req) && expects_body(req))
+        if (answered(req) && expects_body(req)) {
+            if (req->has_length && req->content_length <= FF_HTTP_DRAIN_MAX) {
+                req->body_refused = true;
+                return MHD_YES;
+            }
             return queue_answer(req);
+        }
         return MHD_YES;
     }
     if (*upload_data_size > 0) {

@@ -147,8 +147,9 @@ struct ff_http_handler {
     int (*on_request)(struct ff_http_request *req);
     /* STREAM mode, may be NULL: headers are in, no body byte read yet.
      * May answer at once (401, 404 ...): on_body and on_complete then do
-     * not run, and a request that carries a body has it dropped unread and
-     * its connection closed after the answer. */
+     * not run; a body of at most FF_HTTP_DRAIN_MAX declared bytes is read
+     * and dropped before the answer goes out, and a larger or chunked one
+     * is dropped unread and the connection closed after the answer. */
     int (*on_headers)(struct ff_http_request *req);
     /* STREAM mode, may be NULL when max_body is 0: the next len > 0 bytes
      * of the body, borrowed until it returns. An error (or an answer) stops

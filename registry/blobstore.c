@@ -171,8 +171,10 @@ static int layout_create(struct blob_store *bs, struct ff_err *err)
     return 0;
 }
 
-int blob_store_open(const char *root, int64_t max_blob_size, struct blob_store **out,
-                    struct ff_err *err)
+/* exclusive: the serving registry's open, which owns tmp/ and the upload
+ * sessions; otherwise a collector's open beside it. */
+static int store_open(const char *root, int64_t max_blob_size, bool exclusive,
+                      struct blob_store **out, struct ff_err *err)
 {
     struct blob_store *bs = calloc(1, sizeof(*bs));
     if (bs == NULL)
@@ -193,6 +195,13 @@ int blob_store_open(const char *root, int64_t max_blob_size, struct blob_store *
     if (bs->root_fd < 0) {
         rc = ff_err_set(err, FF_EIO, "blob store: open \"%s\": %s", root, strerror(errno));
         goto fail;
+    }
+    if (!exclusive) {
+        rc = layout_create(bs, err);
+        if (rc != 0)
+            goto fail;
+        *out = bs;
+        return 0;
     }
     bs->lock_fd = openat(bs->root_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (bs->lock_fd < 0) {
@@ -217,6 +226,17 @@ int blob_store_open(const char *root, int64_t max_blob_size, struct blob_store *
 fail:
     blob_store_free(bs);
     return rc;
+}
+
+int blob_store_open(const char *root, int64_t max_blob_size, struct blob_store **out,
+                    struct ff_err *err)
+{
+    return store_open(root, max_blob_size, true, out, err);
+}
+
+int blob_store_open_shared(const char *root, struct blob_store **out, struct ff_err *err)
+{
+    return store_open(root, 0, false, out, err);
 }
 
 void blob_store_free(struct blob_store *bs)

@@ -3,8 +3,15 @@
 #ifndef REGISTRY_H
 #define REGISTRY_H
 
+#include "ff_buf.h"
+#include "ff_conf.h"
 #include "ff_digest.h"
 #include "ff_err.h"
+#include "ff_http_server.h"
+#include "ff_jwt.h"
+#include "ff_log.h"
+#include "ff_ratelimit.h"
+#include "ff_scope.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -197,6 +204,12 @@ struct blob_writer;
  * process has the store open), FF_EIO, FF_ENOMEM. */
 int blob_store_open(const char *root, int64_t max_blob_size, struct blob_store **out,
                     struct ff_err *err);
+
+/* Opens the store beside a registry that has it open, for `ff-registry
+ * gc`: no lock is taken and tmp/ is left alone (it belongs to the serving
+ * process). Only reading, iterating and deleting blobs are meant for such
+ * a handle; commits stay with the registry. Errors: FF_EIO, FF_ENOMEM. */
+int blob_store_open_shared(const char *root, struct blob_store **out, struct ff_err *err);
 
 /* Releases the lock and frees bs. NULL-safe. */
 void blob_store_free(struct blob_store *bs);
@@ -404,5 +417,236 @@ typedef int (*upload_iter_fn)(void *ctx, const char *id, const char *repo, int64
  * cannot be read are skipped. Returns 0, the first non-zero value fn
  * returned, or FF_EIO. */
 int upload_iterate(struct upload_store *us, upload_iter_fn fn, void *ctx, struct ff_err *err);
+
+
+/* ---- meta.c: repositories, blob links, manifests, tags and referrers in
+ * SQLite (WAL). A blob is served from a repository only when the
+ * repository links it; storage itself is shared and deduplicated. ---- */
+
+struct meta;
+struct ff_db;
+
+/* A manifest as recorded: digest and size of its bytes (kept in the blob
+ * store), the media type it was pushed with, and what the referrers API
+ * reports about it. Strings are owned by the struct (meta_manifest_release). */
+struct meta_manifest {
+    char digest[FF_DIGEST_STR_SIZE];
+    char *media_type;
+    int64_t size;
+    char *artifact_type;  /* NULL when none */
+    char *annotations;    /* compact JSON object, or NULL */
+};
+
+/* What a manifest PUT records, all borrowed from the caller. */
+struct meta_manifest_put {
+    const char *repo;
+    const char *digest;
+    const char *media_type;
+    int64_t size;
+    const char *artifact_type;   /* for referrers; NULL when none */
+    const char *subject;         /* digest of the subject, or NULL */
+    const char *annotations;     /* compact JSON, or NULL */
+    const char *const *blobs;    /* digests that must be linked in repo */
+    size_t n_blobs;
+    const char *const *children; /* manifests that must exist in repo */
+    size_t n_children;
+    const char *tag;             /* tag to point at it, or NULL */
+    bool tag_immutable;          /* the tag matches an immutable pattern */
+};
+
+/* Opens (creating and migrating) the metadata database at path. *out is
+ * the caller's (meta_free). Errors: as ff_db_open. */
+int meta_open(const char *path, struct meta **out, struct ff_err *err);
+void meta_free(struct meta *m);
+
+/* Links a stored blob of size bytes into repo (created on first use).
+ * Idempotent. Errors: FF_EDB, FF_EBUSY. */
+int meta_blob_link(struct meta *m, const char *repo, const char *digest, int64_t size,
+                   struct ff_err *err);
+
+/* Whether repo links digest: 0 and *size, or FF_ENOTFOUND. */
+int meta_blob_linked(struct meta *m, const char *repo, const char *digest, int64_t *size,
+                     struct ff_err *err);
+
+/* Removes the link (the bytes go at the next GC if nothing else uses
+ * them). FF_ENOTFOUND when not linked. */
+int meta_blob_unlink(struct meta *m, const char *repo, const char *digest, struct ff_err *err);
+
+/* Records a manifest and, if given, moves its tag, in one transaction.
+ * Errors: FF_ENOTFOUND with the missing digest in the message (a blob not
+ * linked in repo, or a child manifest not in repo: MANIFEST_BLOB_UNKNOWN),
+ * FF_EDENIED (the tag is immutable and points elsewhere), FF_EDB. */
+int meta_manifest_put(struct meta *m, const struct meta_manifest_put *put, struct ff_err *err);
+
+/* The reference checks of meta_manifest_put alone, without writing, so a
+ * refused manifest is refused before its bytes are stored. Errors as
+ * meta_manifest_put's FF_ENOTFOUND, FF_EDB. */
+int meta_manifest_refs_check(struct meta *m, const struct meta_manifest_put *put,
+                             struct ff_err *err);
+
+/* Looks up a manifest of repo by digest or tag (reference is either).
+ * Errors: FF_ENOTFOUND. */
+int meta_manifest_get(struct meta *m, const char *repo, const char *reference,
+                      struct meta_manifest *out, struct ff_err *err);
+void meta_manifest_release(struct meta_manifest *mm);
+
+/* Deletes the manifest digest of repo and every tag pointing at it.
+ * Errors: FF_ENOTFOUND, FF_EDENIED (an immutable tag points at it: the
+ * caller says which tags are immutable through is_immutable). */
+int meta_manifest_delete(struct meta *m, const char *repo, const char *digest,
+                         bool (*is_immutable)(void *ctx, const char *tag), void *ctx,
+                         struct ff_err *err);
+
+/* Deletes one tag (the manifest stays). FF_ENOTFOUND, FF_EDENIED. */
+int meta_tag_delete(struct meta *m, const char *repo, const char *tag, bool immutable,
+                    struct ff_err *err);
+
+/* Calls fn for up to n names after last (NULL: from the start) in
+ * lexical order: tags of repo, or repositories. *more says whether more
+ * follow. Errors: FF_ENOTFOUND (no such repository, tags only), FF_EDB. */
+int meta_tags_list(struct meta *m, const char *repo, const char *last, int64_t n,
+                   int (*fn)(void *ctx, const char *name), void *ctx, bool *more,
+                   struct ff_err *err);
+int meta_catalog(struct meta *m, const char *last, int64_t n,
+                 int (*fn)(void *ctx, const char *name), void *ctx, bool *more,
+                 struct ff_err *err);
+
+/* Calls fn with every manifest of repo whose subject is subject (and whose
+ * artifact type is artifact_type, when that is not NULL). */
+int meta_referrers(struct meta *m, const char *repo, const char *subject,
+                   const char *artifact_type,
+                   int (*fn)(void *ctx, const struct meta_manifest *mm), void *ctx,
+                   struct ff_err *err);
+
+/* Whether a repository of that name exists (has ever been pushed to). */
+bool meta_repo_exists(struct meta *m, const char *repo);
+
+/* The database under m, for gc.c's sweeps (borrowed). */
+struct ff_db *meta_db(struct meta *m);
+
+/* ---- config.c: the daemon's configuration ------------------------------- */
+
+struct registry_config {
+    struct ff_conf *conf;          /* every value, with defaults */
+    enum ff_log_level log_level;
+};
+
+/* Reads and checks the INI file at path (required keys, key files listed,
+ * tag patterns). On success out->conf belongs to out (config_release).
+ * Errors: as ff_conf_load, and FF_EINVAL for a missing required key. */
+int config_load(const char *path, struct registry_config *out, struct ff_err *err);
+void config_release(struct registry_config *cfg);
+
+/* Whether tag matches one of [tags] immutable (fnmatch patterns). */
+bool config_tag_immutable(const struct registry_config *cfg, const char *tag);
+
+/* ---- main.c: the daemon's state ------------------------------------------ */
+
+struct registry {
+    struct registry_config cfg;
+    struct blob_store *blobs;
+    struct upload_store *uploads;
+    struct meta *meta;
+    struct ff_jwt_keyset *keys;
+    struct ff_ratelimit *rl_subject;
+    struct ff_ratelimit *rl_ip;
+    struct metrics *metrics;
+    struct ff_http_server *http;
+};
+
+/* ---- auth.c: token verification and access decisions --------------------- */
+
+/* Who a verified token names and what it grants. */
+struct auth {
+    char subject[FF_RATELIMIT_KEY_MAX + 1];
+    struct ff_access access;
+};
+
+/* Loads [auth] public_key files into a keyset (kid = ff_pki_key_id of each
+ * key). *out belongs to the caller. Errors: as ff_jwt_key_load, FF_EEXIST
+ * (the same key twice). */
+int auth_keys_load(const struct registry_config *cfg, struct ff_jwt_keyset **out,
+                   struct ff_err *err);
+
+/* Decides whether req may do action on (type, name); type NULL asks only
+ * for a valid token (the base check). Applies the per-address limit before
+ * looking at the token and the per-subject limit after. On true, *out holds
+ * the token's subject and grants (auth_release). On false it has answered:
+ * 401 with a WWW-Authenticate challenge naming the scope needed, or 429
+ * with Retry-After; the handler must not answer again. */
+bool auth_require(struct registry *r, struct ff_http_request *req, const char *type,
+                  const char *name, unsigned action, struct auth *out);
+void auth_release(struct auth *a);
+
+/* Whether a verified token also grants action on repository name (cross-
+ * repository mounts ask about the source). */
+bool auth_allows(const struct auth *a, const char *name, unsigned action);
+
+/* ---- metrics.c: Prometheus metrics --------------------------------------- */
+
+struct metrics;
+int metrics_new(struct metrics **out, struct ff_err *err);
+void metrics_free(struct metrics *m);
+/* The ff_http_observe_fn of the server; ctx is the struct metrics. */
+void metrics_observe(void *ctx, const char *route, const char *method, unsigned status,
+                     uint64_t bytes_in, uint64_t bytes_out, uint64_t duration_us);
+/* Appends the text exposition format to out. Errors: FF_ETOOBIG, FF_ENOMEM. */
+int metrics_render(struct metrics *m, int64_t uploads_in_progress, struct ff_buf *out);
+
+/* ---- routes.c: the HTTP surface and shared answers ----------------------- */
+
+/* Registers every route on r->http. Errors: as ff_http_server_route. */
+int routes_register(struct registry *r, struct ff_err *err);
+
+/* Answers {"errors":[{"code","message","detail"}]} (the OCI error body). */
+int oci_error(struct ff_http_request *req, unsigned status, const char *code, const char *fmt,
+              ...) __attribute__((format(printf, 4, 5)));
+
+/* Answers err with the status its code implies; FF_EINVAL uses code_400.
+ * Unexpected errors are logged and answered 500 without details. */
+int oci_error_from(struct ff_http_request *req, const struct ff_err *err, const char *code_400);
+
+/* Adds Docker-Content-Digest. */
+int digest_header(struct ff_http_request *req, const struct ff_digest *d);
+
+/* Validates a repository name from the URL; on false it answered 400
+ * NAME_INVALID. */
+bool repo_name_check(struct ff_http_request *req, const char *name);
+
+/* Handlers (route_blob.c, route_upload.c, route_manifest.c, route_list.c). */
+int blob_get(struct ff_http_request *req);
+int blob_delete(struct ff_http_request *req);
+int upload_on_headers(struct ff_http_request *req);
+int upload_on_body(struct ff_http_request *req, const char *data, size_t len);
+int upload_on_complete(struct ff_http_request *req);
+int upload_status_get(struct ff_http_request *req);
+int upload_cancel_delete(struct ff_http_request *req);
+int manifest_get(struct ff_http_request *req);
+int manifest_put(struct ff_http_request *req);
+int manifest_delete(struct ff_http_request *req);
+int tags_get(struct ff_http_request *req);
+int catalog_get(struct ff_http_request *req);
+int referrers_get(struct ff_http_request *req);
+
+/* ---- gc.c: garbage collection and the guard that makes it safe ---------- */
+
+struct gc_stats {
+    int manifests_deleted;
+    int links_deleted;
+    int blobs_deleted;
+    int blobs_seen;
+    int64_t bytes_freed;
+};
+
+/* Takes the GC guard shared: hold it from committing a blob until its
+ * database record exists. Returns a descriptor for gc_guard_leave, or a
+ * negative FF_EIO. */
+int gc_guard_enter(struct registry *r, struct ff_err *err);
+void gc_guard_leave(int guard);
+
+/* One mark-and-sweep pass (see gc.c) keeping everything younger than grace
+ * seconds. Safe while the registry serves, in this or another process.
+ * Errors: FF_EDB, FF_EBUSY, FF_EIO. */
+int gc_run(struct registry *r, int64_t grace, struct gc_stats *stats, struct ff_err *err);
 
 #endif

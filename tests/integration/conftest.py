@@ -202,3 +202,136 @@ def run(argv, check=True, **kw):
     """subprocess.run with text output captured, for client commands."""
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
                           check=check, **kw)
+
+
+# ---- ff-registry -------------------------------------------------------------
+
+REGISTRY_USERS = {
+    # user: (password, what the test token server grants: kind, name, wanted -> granted)
+    "alice": ("alice-password",
+              lambda kind, name, want: [a for a in want if a in ("pull", "push", "delete")]
+              if kind == "repository" and name.startswith("alice/") else
+              [a for a in want if a == "pull"]
+              if kind == "repository" and name.startswith("library/") else []),
+    "bob": ("bob-password",
+            lambda kind, name, want: [a for a in want if a == "pull"]
+            if kind == "repository" and name == "alice/shared" else []),
+    "admin": ("admin-password",
+              lambda kind, name, want: list(want)),
+}
+
+
+class Registry:
+    """A running ff-registry with a test token realm in front of it."""
+
+    def __init__(self, daemon, port, root, config, tls, minter, tokens, bin_path_):
+        self.daemon = daemon
+        self.port = port
+        self.host = f"127.0.0.1:{port}"
+        self.root = root
+        self.config = config
+        self.tls = tls
+        self.minter = minter
+        self.tokens = tokens
+        self.bin = bin_path_
+
+    def token(self, sub, repo, *actions, **kw):
+        from tokenserver import access
+        return self.minter.mint(sub, access(repo, *actions), **kw)
+
+    def request(self, method, path, token=None, body=None, headers=None, timeout=60):
+        """One HTTPS request; returns (status, headers dict lower-cased, body bytes)."""
+        import http.client
+        ctx = ssl.create_default_context(cafile=str(self.tls.ca))
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx,
+                                           timeout=timeout)
+        h = dict(headers or {})
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        try:
+            conn.request(method, path, body=body, headers=h)
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+        finally:
+            conn.close()
+
+    def push_blob(self, repo, data, token):
+        """Monolithic upload; returns the digest."""
+        import hashlib
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        st, _, body = self.request("POST", f"/v2/{repo}/blobs/uploads/?digest={digest}",
+                                   token, body=data,
+                                   headers={"Content-Type": "application/octet-stream"})
+        assert st == 201, (st, body)
+        return digest
+
+    def push_image(self, repo, tag, layers, token, config=b'{"architecture":"amd64","os":"linux"}'):
+        """Pushes config and layers, then an OCI manifest; returns its digest."""
+        import hashlib
+        import json as _json
+        cfg = self.push_blob(repo, config, token)
+        descs = [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                  "digest": self.push_blob(repo, layer, token), "size": len(layer)}
+                 for layer in layers]
+        manifest = _json.dumps({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": cfg, "size": len(config)},
+            "layers": descs}).encode()
+        st, h, body = self.request("PUT", f"/v2/{repo}/manifests/{tag}", token, body=manifest,
+                                   headers={"Content-Type":
+                                            "application/vnd.oci.image.manifest.v1+json"})
+        assert st == 201, (st, body)
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        assert h["docker-content-digest"] == digest
+        return digest
+
+    def blob_files(self):
+        """Digests of every committed blob file in the store."""
+        base = Path(self.root) / "blobs" / "sha256"
+        return sorted("sha256:" + p.name for p in base.glob("*/*") if p.is_file())
+
+
+@pytest.fixture
+def registry_factory(daemons, tls_cert, tmp_path):
+    """Starts ff-registry (and a test token realm) with extra config lines."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tokenserver import Minter, TokenServer
+    minter = Minter(tls_cert.token_key)
+    tokens = TokenServer(minter, tls_cert.cert, tls_cert.key, REGISTRY_USERS)
+    started = []
+
+    def start(extra="", root=None, port=None, name="ff-registry"):
+        port = port or free_port()
+        root = root or tmp_path / f"store-{port}"
+        config = tmp_path / f"registry-{port}.ini"
+        config.write_text(
+            f"[server]\nport = {port}\ncert = {tls_cert.cert}\nkey = {tls_cert.key}\n"
+            f"shutdown_grace = 10\n"
+            f"[storage]\nroot = {root}\n"
+            f"[auth]\nrealm = {tokens.realm}\npublic_key = {tls_cert.token_pub}\n" + extra)
+        d = daemons.start(name, [bin_path("ff-registry"), "-f", config], port=port,
+                          ca=tls_cert.ca)
+        reg = Registry(d, port, root, config, tls_cert, minter, tokens, bin_path("ff-registry"))
+        started.append(reg)
+        return reg
+
+    yield start
+    tokens.stop()
+
+
+@pytest.fixture
+def registry(registry_factory):
+    return registry_factory()
+
+
+@pytest.fixture
+def cert_dir(tls_cert, tmp_path):
+    """A directory skopeo's --cert-dir accepts: the farm CA as ca.crt."""
+    d = tmp_path / "certs"
+    d.mkdir()
+    shutil.copy(tls_cert.ca, d / "ca.crt")
+    return d
