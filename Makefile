@@ -128,6 +128,9 @@ $(LIBFF): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+# Keep objects that pattern rules chain through (the test daemon's).
+.SECONDARY:
+
 .PHONY: all build tests deps up down test check asan fuzz fuzzers lint clean
 
 all: build

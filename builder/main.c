@@ -13,7 +13,7 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
+    (void)fprintf(out,
             "usage: ff-builder [-d] pki-init --dir DIR [--name NAME]...\n"
             "\n"
             "  pki-init   create whatever is missing in DIR: a private CA, a server\n"
@@ -46,24 +46,24 @@ static int cmd_pki_init(int argc, char **argv)
             dir = argv[++i];
         } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
             if (n_names == PKI_NAMES_MAX) {
-                fprintf(stderr, "ff-builder: pki-init: more than %d --name\n", PKI_NAMES_MAX);
+                (void)fprintf(stderr, "ff-builder: pki-init: more than %d --name\n", PKI_NAMES_MAX);
                 return 2;
             }
             names[n_names++] = argv[++i];
         } else {
-            fprintf(stderr, "ff-builder: pki-init: unexpected argument \"%s\"\n", argv[i]);
+            (void)fprintf(stderr, "ff-builder: pki-init: unexpected argument \"%s\"\n", argv[i]);
             usage(stderr);
             return 2;
         }
     }
     if (dir == NULL) {
-        fprintf(stderr, "ff-builder: pki-init: --dir is required\n");
+        (void)fprintf(stderr, "ff-builder: pki-init: --dir is required\n");
         return 2;
     }
     unsigned created = 0;
     struct ff_err err;
     if (ff_pki_bootstrap(dir, names, n_names, &created, &err) != 0) {
-        fprintf(stderr, "ff-builder: pki-init: %s\n", err.msg);
+        (void)fprintf(stderr, "ff-builder: pki-init: %s\n", err.msg);
         return 1;
     }
     for (size_t i = 0; i < sizeof(pki_files) / sizeof(pki_files[0]); i++) {
@@ -82,7 +82,7 @@ int main(int argc, char **argv)
     if (ff_daemon_parse_args(argc, argv, &opts, &err) != 0) {
         bool help = strcmp(err.msg, "help") == 0;
         if (!help)
-            fprintf(stderr, "ff-builder: %s\n", err.msg);
+            (void)fprintf(stderr, "ff-builder: %s\n", err.msg);
         usage(help ? stdout : stderr);
         return help ? 0 : 2;
     }
@@ -90,9 +90,9 @@ int main(int argc, char **argv)
     if (opts.argc >= 1 && strcmp(opts.argv[0], "pki-init") == 0)
         return cmd_pki_init(opts.argc, opts.argv);
     if (opts.argc == 0)
-        fprintf(stderr, "ff-builder: the API server is not built yet; only pki-init exists\n");
+        (void)fprintf(stderr, "ff-builder: the API server is not built yet; only pki-init exists\n");
     else
-        fprintf(stderr, "ff-builder: unknown command \"%s\"\n", opts.argv[0]);
+        (void)fprintf(stderr, "ff-builder: unknown command \"%s\"\n", opts.argv[0]);
     usage(stderr);
     return 2;
 }

@@ -80,7 +80,7 @@ int ff_buf_vprintf(struct ff_buf *b, const char *fmt, va_list ap)
     int rc = buf_reserve(b, (size_t)n);
     if (rc != 0)
         return rc;
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    (void)vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     b->len += (size_t)n;
     return 0;
 }

@@ -272,13 +272,18 @@ static int conf_new(const struct ff_conf_key *schema, size_t n, struct ff_conf *
         if (schema_find(schema, i, schema[i].section, schema[i].name) >= 0)
             FF_BUG("config schema names a key twice");
     }
+    /* Errors return the constant, not ff_err_set's result, so analyzers
+     * see that success always sets *out. */
     struct ff_conf *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return ff_err_set(err, FF_ENOMEM, "config: out of memory");
+    if (c == NULL) {
+        (void)ff_err_set(err, FF_ENOMEM, "config: out of memory");
+        return FF_ENOMEM;
+    }
     c->slots = calloc(n ? n : 1, sizeof(*c->slots));
     if (c->slots == NULL) {
         free(c);
-        return ff_err_set(err, FF_ENOMEM, "config: out of memory");
+        (void)ff_err_set(err, FF_ENOMEM, "config: out of memory");
+        return FF_ENOMEM;
     }
     c->schema = schema;
     c->n = n;
@@ -322,7 +327,7 @@ int ff_conf_load(const char *path, const struct ff_conf_key *schema, size_t n,
     }
     if (rc == 0 && ferror(f))
         rc = ff_err_set(err, FF_EIO, "config \"%s\": read error", path);
-    fclose(f);
+    (void)fclose(f);
     if (rc != 0) {
         ff_conf_free(c);
         return rc;

@@ -48,7 +48,7 @@ void ff_fatal(const char *fmt, ...)
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     ff_log_error(NULL, "fatal", "error=%s", msg);
     exit(1);
@@ -62,7 +62,7 @@ void ff_daemon_signals_block(void)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    (void)signal(SIGPIPE, SIG_IGN);
 }
 
 int ff_daemon_signal_wait(void)

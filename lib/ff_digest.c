@@ -11,7 +11,7 @@
 
 /* Read size for hashing files: large enough that syscalls cost little next
  * to hashing, small enough to stay in L2. */
-#define DIGEST_READ_CHUNK (256u * 1024u)
+#define DIGEST_READ_CHUNK ((size_t)256 * 1024)
 
 static const char sha256_prefix[] = "sha256:";
 #define SHA256_PREFIX_LEN (sizeof(sha256_prefix) - 1)
@@ -22,13 +22,18 @@ struct ff_digest_ctx {
 
 int ff_digest_ctx_new(struct ff_digest_ctx **out, struct ff_err *err)
 {
+    /* Errors return the constant, not ff_err_set's result, so analyzers
+     * see that success always sets *out. */
     struct ff_digest_ctx *ctx = calloc(1, sizeof(*ctx));
-    if (ctx == NULL)
-        return ff_err_set(err, FF_ENOMEM, "digest: out of memory");
+    if (ctx == NULL) {
+        (void)ff_err_set(err, FF_ENOMEM, "digest: out of memory");
+        return FF_ENOMEM;
+    }
     ctx->md = EVP_MD_CTX_new();
     if (ctx->md == NULL || EVP_DigestInit_ex(ctx->md, EVP_sha256(), NULL) != 1) {
         ff_digest_ctx_free(ctx);
-        return ff_err_set(err, FF_ECRYPTO, "digest: cannot start sha256");
+        (void)ff_err_set(err, FF_ECRYPTO, "digest: cannot start sha256");
+        return FF_ECRYPTO;
     }
     *out = ctx;
     return 0;
@@ -163,7 +168,7 @@ int ff_digest_parse(const char *s, size_t len, struct ff_digest *out, struct ff_
                           "\"%.*s\", expected sha256", (int)len, s, (int)alg_len, s);
     const char *hex = colon + 1;
     size_t hex_len = len - alg_len - 1;
-    if (hex_len != 2 * FF_DIGEST_SIZE)
+    if (hex_len != (size_t)2 * FF_DIGEST_SIZE)
         return ff_err_set(err, FF_EINVAL, "digest \"%.*s\": %zu hex digits, expected 64",
                           (int)len, s, hex_len);
     for (size_t i = 0; i < hex_len; i++) {
@@ -172,7 +177,7 @@ int ff_digest_parse(const char *s, size_t len, struct ff_digest *out, struct ff_
             return ff_err_set(err, FF_EINVAL, "digest \"%.*s\": character %zu is not a "
                               "lower-case hex digit", (int)len, s, alg_len + 1 + i);
     }
-    struct ff_digest tmp;
+    struct ff_digest tmp = {{0}};
     if (ff_hex_decode(hex, FF_DIGEST_SIZE, tmp.bytes) != 0)
         return ff_err_set(err, FF_EINVAL, "digest \"%.*s\": bad hex", (int)len, s);
     if (out != NULL)

@@ -71,6 +71,6 @@ const char *ff_err_name(int code)
 
 void ff_bug(const char *file, int line, const char *msg)
 {
-    fprintf(stderr, "BUG at %s:%d: %s\n", file, line, msg);
+    (void)fprintf(stderr, "BUG at %s:%d: %s\n", file, line, msg);
     abort();
 }

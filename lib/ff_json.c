@@ -5,6 +5,8 @@
 
 const char *ff_json_type_name(const json_t *v)
 {
+    if (v == NULL)
+        return "null";
     switch (json_typeof(v)) {
     case JSON_OBJECT: return "object";
     case JSON_ARRAY: return "array";

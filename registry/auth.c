@@ -69,7 +69,7 @@ static void auth_challenge(struct registry *r, struct ff_http_request *req, cons
         n += snprintf(challenge + n, sizeof(challenge) - (size_t)n, ",scope=\"%s:%s:%s\"",
                       type, name, action_word(action));
     if (error != NULL && n > 0 && (size_t)n < sizeof(challenge))
-        snprintf(challenge + n, sizeof(challenge) - (size_t)n, ",error=\"%s\"", error);
+        (void)snprintf(challenge + n, sizeof(challenge) - (size_t)n, ",error=\"%s\"", error);
     ff_http_response_header(req, "WWW-Authenticate", challenge);
     oci_error(req, 401, "UNAUTHORIZED", "%s", message);
 }
@@ -82,7 +82,7 @@ static bool rate_check(struct ff_ratelimit *rl, struct ff_http_request *req, con
     if (res.allowed)
         return true;
     char retry[16];
-    snprintf(retry, sizeof(retry), "%u", res.retry_after);
+    (void)snprintf(retry, sizeof(retry), "%u", res.retry_after);
     ff_http_response_header(req, "Retry-After", retry);
     ff_log_warn(ff_http_request_id(req), "rate.limited", "by=%s key=%s retry_after=%u", what,
                 key, res.retry_after);

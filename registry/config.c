@@ -29,9 +29,9 @@ static const struct ff_conf_key registry_schema[] = {
     {"limits", "ip_burst", FF_CONF_INT, "4000", 1, 1000000},
     {"limits", "tracked_keys", FF_CONF_INT, "10000", 16, 10000000},
     {"tags", "immutable", FF_CONF_LIST, NULL, 0, 0},
-    {"gc", "interval", FF_CONF_INT, "0", 0, 7 * 86400},
-    {"gc", "grace", FF_CONF_INT, "3600", 0, 30 * 86400},
-    {"gc", "upload_expiry", FF_CONF_INT, "86400", 60, 30 * 86400},
+    {"gc", "interval", FF_CONF_INT, "0", 0, 7LL * 86400},
+    {"gc", "grace", FF_CONF_INT, "3600", 0, 30LL * 86400},
+    {"gc", "upload_expiry", FF_CONF_INT, "86400", 60, 30LL * 86400},
     {"log", "level", FF_CONF_STRING, "info", 0, 0},
 };
 

@@ -29,7 +29,7 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
+    (void)fprintf(out,
             "usage: ff-registry -f FILE [-d] [-n]            serve (-n: check config, exit)\n"
             "       ff-registry -f FILE gc [--grace SECONDS] collect garbage once\n"
             "       ff-registry mint-token --key FILE --sub NAME --scope SCOPE... [--ttl S]\n"
@@ -199,18 +199,18 @@ static int cmd_gc(struct registry *r, int argc, char **argv)
         if (strcmp(argv[i], "--grace") == 0 && i + 1 < argc &&
             ff_parse_i64(argv[++i], 0, INT64_MAX / 2, &grace) == 0)
             continue;
-        fprintf(stderr, "ff-registry: gc: bad argument \"%s\"\n", argv[i]);
+        (void)fprintf(stderr, "ff-registry: gc: bad argument \"%s\"\n", argv[i]);
         return 2;
     }
     struct ff_err err;
     if (ff_daemon_drop_privileges(ff_conf_string(r->cfg.conf, "server", "user"), &err) != 0 ||
         registry_open_for_gc(r, &err) != 0) {
-        fprintf(stderr, "ff-registry: gc: %s\n", err.msg);
+        (void)fprintf(stderr, "ff-registry: gc: %s\n", err.msg);
         return 1;
     }
     struct gc_stats s;
     if (gc_run(r, grace, &s, &err) != 0) {
-        fprintf(stderr, "ff-registry: gc: %s\n", err.msg);
+        (void)fprintf(stderr, "ff-registry: gc: %s\n", err.msg);
         return 1;
     }
     printf("gc: %d manifests, %d blob links, %d of %d blobs (%lld bytes) removed\n",
@@ -282,7 +282,7 @@ static int cmd_mint_token(int argc, char **argv)
     struct ff_err err;
     struct ff_jwt_key *key = NULL;
     if (ff_jwt_key_load(key_path, NULL, true, &key, &err) != 0) {
-        fprintf(stderr, "ff-registry: mint-token: %s\n", err.msg);
+        (void)fprintf(stderr, "ff-registry: mint-token: %s\n", err.msg);
         return 1;
     }
     json_t *claims = mint_claims(iss, aud, sub, ttl, scopes, n, &err);
@@ -291,7 +291,7 @@ static int cmd_mint_token(int argc, char **argv)
     json_decref(claims);
     ff_jwt_key_free(key);
     if (rc != 0) {
-        fprintf(stderr, "ff-registry: mint-token: %s\n", err.msg);
+        (void)fprintf(stderr, "ff-registry: mint-token: %s\n", err.msg);
         return 1;
     }
     printf("%s\n", token);
@@ -309,7 +309,7 @@ int main(int argc, char **argv)
     if (ff_daemon_parse_args(argc, argv, &opts, &err) != 0) {
         bool help = strcmp(err.msg, "help") == 0;
         if (!help)
-            fprintf(stderr, "ff-registry: %s\n", err.msg);
+            (void)fprintf(stderr, "ff-registry: %s\n", err.msg);
         usage(help ? stdout : stderr);
         return help ? 0 : 2;
     }
@@ -327,7 +327,7 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "gc") == 0)
         rc = cmd_gc(&r, opts.argc, opts.argv);
     else {
-        fprintf(stderr, "ff-registry: unknown command \"%s\"\n", cmd);
+        (void)fprintf(stderr, "ff-registry: unknown command \"%s\"\n", cmd);
         usage(stderr);
         rc = 2;
     }

@@ -479,7 +479,7 @@ int meta_manifest_delete(struct meta *m, const char *repo, const char *digest,
     if (rc == 0)
         rc = immutable_tags_check(m, id, digest, is_immutable, ctx, err);
     char idtext[24];
-    snprintf(idtext, sizeof(idtext), "%lld", (long long)id);
+    (void)snprintf(idtext, sizeof(idtext), "%lld", (long long)id);
     const char *p[] = {idtext, digest};
     if (rc == 0)
         rc = meta_run(m, "DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2", p, 2, NULL,

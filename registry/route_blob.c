@@ -96,7 +96,7 @@ int blob_get(struct ff_http_request *req)
         if (rc != 0) {
             close(fd);
             char cr[48];
-            snprintf(cr, sizeof(cr), "bytes */%lld", (long long)size);
+            (void)snprintf(cr, sizeof(cr), "bytes */%lld", (long long)size);
             ff_http_response_header(req, "Content-Range", cr);
             return oci_error(req, 416, "BLOB_UNKNOWN", rc == FF_ERANGE
                                  ? "range \"%s\" starts past the end of a %lld-byte blob"
@@ -104,7 +104,7 @@ int blob_get(struct ff_http_request *req)
                              range, (long long)size);
         }
         char cr[80];
-        snprintf(cr, sizeof(cr), "bytes %lld-%lld/%lld", (long long)first, (long long)last,
+        (void)snprintf(cr, sizeof(cr), "bytes %lld-%lld/%lld", (long long)first, (long long)last,
                  (long long)size);
         ff_http_response_header(req, "Content-Range", cr);
         status = 206;

@@ -56,7 +56,7 @@ static int location_set(struct ff_http_request *req, const char *name, const cha
 static void range_set(struct ff_http_request *req, int64_t size)
 {
     char range[48];
-    snprintf(range, sizeof(range), "0-%lld", (long long)(size > 0 ? size - 1 : 0));
+    (void)snprintf(range, sizeof(range), "0-%lld", (long long)(size > 0 ? size - 1 : 0));
     ff_http_response_header(req, "Range", range);
 }
 

@@ -16,7 +16,7 @@ int oci_error(struct ff_http_request *req, unsigned status, const char *code, co
     char message[FF_ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
+    (void)vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
     json_t *body = json_pack("{s:[{s:s,s:s,s:{}}]}", "errors", "code", code, "message",
                              message, "detail");

@@ -18,19 +18,19 @@ static int replay_file(const char *path, unsigned *count)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        fprintf(stderr, "replay: cannot open \"%s\": %s\n", path, strerror(errno));
+        (void)fprintf(stderr, "replay: cannot open \"%s\": %s\n", path, strerror(errno));
         return -1;
     }
     uint8_t *buf = malloc(REPLAY_INPUT_MAX);
     if (buf == NULL) {
-        fclose(f);
+        (void)fclose(f);
         return -1;
     }
     size_t n = fread(buf, 1, REPLAY_INPUT_MAX, f);
     int bad = ferror(f) || !feof(f);
-    fclose(f);
+    (void)fclose(f);
     if (bad) {
-        fprintf(stderr, "replay: \"%s\": unreadable or larger than %u bytes\n", path,
+        (void)fprintf(stderr, "replay: \"%s\": unreadable or larger than %u bytes\n", path,
                 REPLAY_INPUT_MAX);
         free(buf);
         return -1;
@@ -53,7 +53,7 @@ static int replay_path(const char *path, unsigned *count)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
-        fprintf(stderr, "replay: \"%s\": %s\n", path, strerror(errno));
+        (void)fprintf(stderr, "replay: \"%s\": %s\n", path, strerror(errno));
         return -1;
     }
     if (!S_ISDIR(st.st_mode))
@@ -72,7 +72,7 @@ static int replay_path(const char *path, unsigned *count)
             rc = -1;
             break;
         }
-        snprintf(child, len, "%s/%s", path, e->d_name);
+        (void)snprintf(child, len, "%s/%s", path, e->d_name);
         rc = replay_path(child, count);
         free(child);
     }

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 /* Runs one log call with output captured in a pipe; returns the line. */
-static char captured[FF_LOG_LINE_MAX * 2];
+static char captured[(size_t)FF_LOG_LINE_MAX * 2];
 
 static int pipe_fds[2];
 
@@ -90,10 +90,10 @@ static void test_level_filter(void **state)
 static void test_long_value_is_clipped(void **state)
 {
     (void)state;
-    char *big = malloc(FF_LOG_LINE_MAX * 2);
+    char *big = malloc((size_t)FF_LOG_LINE_MAX * 2);
     assert_non_null(big);
-    memset(big, 'a', FF_LOG_LINE_MAX * 2 - 1);
-    big[FF_LOG_LINE_MAX * 2 - 1] = '\0';
+    memset(big, 'a', (size_t)FF_LOG_LINE_MAX * 2 - 1);
+    big[(size_t)FF_LOG_LINE_MAX * 2 - 1] = '\0';
     ff_log_info(NULL, "big", "v=%s", big);
     const char *line = drain();
     assert_true(strlen(line) < FF_LOG_VALUE_MAX + 200);

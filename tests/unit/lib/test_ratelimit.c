@@ -65,7 +65,7 @@ static void test_bounded_keys(void **state)
     ff_ratelimit_take(rl, "victim", 0, &r);
     char key[32];
     for (int i = 0; i < 5000; i++) {
-        snprintf(key, sizeof(key), "k%d", i);
+        (void)snprintf(key, sizeof(key), "k%d", i);
         ff_ratelimit_take(rl, key, 0.0001 * i, &r);
         assert_true(r.allowed);
     }

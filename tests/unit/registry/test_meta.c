@@ -27,12 +27,17 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (f == NULL)
         return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ff-meta-XXXXXX");
-    if (mkdtemp(f->dir) == NULL)
+    (void)snprintf(f->dir, sizeof(f->dir), "/tmp/ff-meta-XXXXXX");
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
         return -1;
-    snprintf(f->path, sizeof(f->path), "%s/meta.db", f->dir);
-    if (meta_open(f->path, &f->m, NULL) != 0)
+    }
+    (void)snprintf(f->path, sizeof(f->path), "%s/meta.db", f->dir);
+    if (meta_open(f->path, &f->m, NULL) != 0) {
+        rmdir(f->dir);
+        free(f);
         return -1;
+    }
     *state = f;
     return 0;
 }
@@ -44,7 +49,7 @@ static int teardown(void **state)
     char p[128];
     static const char *const files[] = {"meta.db", "meta.db-wal", "meta.db-shm"};
     for (size_t i = 0; i < 3; i++) {
-        snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
+        (void)snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
         unlink(p);
     }
     rmdir(f->dir);
@@ -138,7 +143,7 @@ static int collect(void *ctx, const char *name)
 {
     char *out = ctx;
     size_t used = strlen(out);
-    snprintf(out + used, 64 - used, "%s,", name);
+    (void)snprintf(out + used, 64 - used, "%s,", name);
     return 0;
 }
 
