@@ -254,7 +254,11 @@ static int manifest_row_put(struct meta *m, int64_t id, const struct meta_manife
     int rc = ff_db_prepare(m->db,
                            "INSERT INTO manifests(repo_id, digest, media_type, size,"
                            " artifact_type, subject, annotations, created_at)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                           /* A re-push restarts the GC grace period, as a
+                            * re-uploaded blob's link does: the client is
+                            * about to refer to it (an index over it). */
+                           " ON CONFLICT DO UPDATE SET created_at = excluded.created_at",
                            &st, err);
     if (rc == 0)
         rc = ff_db_bind_int64(st, 1, id, err);
