@@ -152,34 +152,39 @@ static bool algorithm_valid(const char *s, size_t len)
 
 int ff_digest_parse(const char *s, size_t len, struct ff_digest *out, struct ff_err *err)
 {
+    /* Messages quote the input safely: it may be anything a client sent. */
+    char q[FF_STR_QUOTE_SIZE];
+    ff_str_quote(s, len, q);
     if (len > FF_DIGEST_STR_MAX)
         return ff_err_set(err, FF_EINVAL, "digest: %zu characters long, expected "
                           "\"sha256:\" and 64 hex digits", len);
     const char *colon = memchr(s, ':', len);
     if (colon == NULL)
-        return ff_err_set(err, FF_EINVAL, "digest \"%.*s\": no \":\", expected "
-                          "\"sha256:<64 hex digits>\"", (int)len, s);
+        return ff_err_set(err, FF_EINVAL, "digest \"%s\": no \":\", expected "
+                          "\"sha256:<64 hex digits>\"", q);
     size_t alg_len = (size_t)(colon - s);
     if (!algorithm_valid(s, alg_len))
-        return ff_err_set(err, FF_EINVAL, "digest \"%.*s\": malformed algorithm",
-                          (int)len, s);
+        return ff_err_set(err, FF_EINVAL, "digest \"%s\": malformed algorithm",
+                          q);
+    char aq[FF_STR_QUOTE_SIZE];
+    ff_str_quote(s, alg_len, aq);
     if (alg_len != SHA256_PREFIX_LEN - 1 || memcmp(s, sha256_prefix, alg_len) != 0)
-        return ff_err_set(err, FF_EINVAL, "digest \"%.*s\": unsupported algorithm "
-                          "\"%.*s\", expected sha256", (int)len, s, (int)alg_len, s);
+        return ff_err_set(err, FF_EINVAL, "digest \"%s\": unsupported algorithm "
+                          "\"%s\", expected sha256", q, aq);
     const char *hex = colon + 1;
     size_t hex_len = len - alg_len - 1;
     if (hex_len != (size_t)2 * FF_DIGEST_SIZE)
-        return ff_err_set(err, FF_EINVAL, "digest \"%.*s\": %zu hex digits, expected 64",
-                          (int)len, s, hex_len);
+        return ff_err_set(err, FF_EINVAL, "digest \"%s\": %zu hex digits, expected 64",
+                          q, hex_len);
     for (size_t i = 0; i < hex_len; i++) {
         char c = hex[i];
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return ff_err_set(err, FF_EINVAL, "digest \"%.*s\": character %zu is not a "
-                              "lower-case hex digit", (int)len, s, alg_len + 1 + i);
+            return ff_err_set(err, FF_EINVAL, "digest \"%s\": character %zu is not a "
+                              "lower-case hex digit", q, alg_len + 1 + i);
     }
     struct ff_digest tmp = {{0}};
     if (ff_hex_decode(hex, FF_DIGEST_SIZE, tmp.bytes) != 0)
-        return ff_err_set(err, FF_EINVAL, "digest \"%.*s\": bad hex", (int)len, s);
+        return ff_err_set(err, FF_EINVAL, "digest \"%s\": bad hex", q);
     if (out != NULL)
         *out = tmp;
     return 0;

@@ -13,29 +13,6 @@
 /* Most actions one claim entry may list: there are four we know and a
  * token server has no reason to repeat them; the cap bounds the work. */
 #define ACCESS_ACTIONS_MAX 16
-/* Room for a quoted piece of hostile input in a message. */
-#define QUOTE_SIZE 80
-
-/* Copies n bytes of s into out for an error message: printable ASCII other
- * than '"' and '\' is kept, every other byte becomes '?', so that hostile
- * names can neither break the quoting nor put invalid UTF-8 into a JSON
- * error body; long input is cut with "...". */
-static void quote(const char *s, size_t n, char out[QUOTE_SIZE])
-{
-    size_t keep = n < QUOTE_SIZE - 1 ? n : QUOTE_SIZE - 4;
-    for (size_t i = 0; i < keep; i++) {
-        unsigned char c = (unsigned char)s[i];
-        bool plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-        out[i] = '?';
-        if (plain)
-            out[i] = s[i];
-    }
-    if (keep < n) {
-        memcpy(out + keep, "...", 3);
-        keep += 3;
-    }
-    out[keep] = '\0';
-}
 
 static bool is_lower_alnum(char c)
 {
@@ -50,10 +27,10 @@ static bool is_alnum(char c)
 /* One OCI path component; idx counts from 1 for messages. */
 static int component_check(const char *c, size_t n, size_t idx, struct ff_err *err)
 {
-    char q[QUOTE_SIZE];
+    char q[FF_STR_QUOTE_SIZE];
     if (n == 0)
         return ff_err_set(err, FF_EINVAL, "component %zu is empty, expected [a-z0-9]+", idx);
-    quote(c, n, q);
+    ff_str_quote(c, n, q);
     if (!is_lower_alnum(c[0]))
         return ff_err_set(err, FF_EINVAL, "component %zu \"%s\" must start with [a-z0-9]", idx,
                           q);
@@ -318,8 +295,8 @@ void ff_access_release(struct ff_access *a)
 static int grant_check(const char *type, const char *name, unsigned actions, struct ff_err *err)
 {
     if (!type_known(type, strlen(type))) {
-        char q[QUOTE_SIZE];
-        quote(type, strlen(type), q);
+        char q[FF_STR_QUOTE_SIZE];
+        ff_str_quote(type, strlen(type), q);
         return ff_err_set(err, FF_EINVAL, "access: resource type \"%s\", expected "
                           "\"repository\" or \"registry\"", q);
     }
@@ -329,8 +306,8 @@ static int grant_check(const char *type, const char *name, unsigned actions, str
             return ff_err_set(err, FF_EINVAL, "access: registry resource must be "
                               "\"catalog\"");
     } else if (resource_name_check(name, name_len, err) != 0) {
-        char q[QUOTE_SIZE];
-        quote(name, name_len, q);
+        char q[FF_STR_QUOTE_SIZE];
+        ff_str_quote(name, name_len, q);
         return ff_err_wrap(err, "access: name \"%s\"", q);
     }
     if ((actions & ~type_actions(type)) != 0)
@@ -372,8 +349,8 @@ static bool resource_type_parse(const char *s, size_t n, size_t *base_len)
 static int resource_scope_parse(const char *s, size_t len, struct ff_access *acc,
                                 struct ff_err *err)
 {
-    char q[QUOTE_SIZE];
-    quote(s, len, q);
+    char q[FF_STR_QUOTE_SIZE];
+    ff_str_quote(s, len, q);
     const char *first = memchr(s, ':', len);
     const char *last = memrchr(s, ':', len);
     if (first == NULL || first == last)

@@ -100,6 +100,21 @@ char *ff_strndup(const char *s, size_t n)
     return p;
 }
 
+void ff_str_quote(const char *s, size_t n, char out[FF_STR_QUOTE_SIZE])
+{
+    size_t keep = n <= FF_STR_QUOTE_SIZE - 1 ? n : FF_STR_QUOTE_SIZE - 4;
+    for (size_t i = 0; i < keep; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+        out[i] = plain ? s[i] : '?';
+    }
+    if (keep < n) {
+        memcpy(out + keep, "...", 3);
+        keep += 3;
+    }
+    out[keep] = '\0';
+}
+
 char *ff_asprintf(const char *fmt, ...)
 {
     va_list ap;

@@ -32,6 +32,17 @@ bool ff_str_has_prefix(const char *s, const char *prefix);
  * when out of memory. The caller frees it. */
 char *ff_strndup(const char *s, size_t n);
 
+/* Room for a quoted value in a message: FF_STR_QUOTE_KEEP bytes of input
+ * and "..." (enough to recognise a name or digest, short enough to leave
+ * the rest of a message room). */
+#define FF_STR_QUOTE_SIZE 80
+
+/* Copies n bytes of s into out (FF_STR_QUOTE_SIZE bytes) for an error
+ * message: printable ASCII other than '"' and '\' is kept, every other
+ * byte becomes '?', so hostile input can neither break the quoting nor put
+ * invalid UTF-8 into a JSON error body; longer input is cut with "...". */
+void ff_str_quote(const char *s, size_t n, char out[FF_STR_QUOTE_SIZE]);
+
 /* printf into a new malloc'd string that the caller frees; NULL on error. */
 char *ff_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

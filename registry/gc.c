@@ -63,58 +63,45 @@ void gc_guard_leave(int fd)
         close(fd);
 }
 
-/* Step 1: one round of deleting dead manifests; *n gets how many. */
-static int manifests_sweep_round(struct ff_db *db, int64_t cutoff, int *n, struct ff_err *err)
+/* Runs one DELETE whose ?1 is the cutoff time in its own transaction;
+ * *n gets how many rows it removed. */
+static int sweep(struct ff_db *db, const char *sql, int64_t cutoff, int *n,
+                 struct ff_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = ff_db_begin(db, err);
     if (rc != 0)
         return rc;
-    rc = ff_db_prepare(db,
-                       "DELETE FROM manifests AS m WHERE m.created_at < ?1"
-                       " AND NOT EXISTS (SELECT 1 FROM tags t"
-                       "   WHERE t.repo_id = m.repo_id AND t.digest = m.digest)"
-                       " AND NOT EXISTS (SELECT 1 FROM manifest_refs r"
-                       "   WHERE r.repo_id = m.repo_id AND r.child = m.digest)"
-                       " AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s"
-                       "   WHERE s.repo_id = m.repo_id AND s.digest = m.subject))",
-                       &st, err);
+    rc = ff_db_prepare(db, sql, &st, err);
     if (rc == 0)
         rc = ff_db_bind_int64(st, 1, cutoff, err);
     if (rc == 0)
         rc = ff_db_step(st, err);
     ff_db_finalize(db, st);
     if (rc < 0) {
-        ff_db_rollback(db, NULL);
+        (void)ff_db_rollback(db, NULL);
         return rc;
     }
     *n = ff_db_changes(db);
     return ff_db_commit(db, err);
 }
 
-static int links_sweep(struct ff_db *db, int64_t cutoff, int *n, struct ff_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = ff_db_begin(db, err);
-    if (rc != 0)
-        return rc;
-    rc = ff_db_prepare(db,
-                       "DELETE FROM repo_blobs AS b WHERE b.linked_at < ?1"
-                       " AND NOT EXISTS (SELECT 1 FROM manifest_refs r"
-                       "   WHERE r.repo_id = b.repo_id AND r.child = b.digest)",
-                       &st, err);
-    if (rc == 0)
-        rc = ff_db_bind_int64(st, 1, cutoff, err);
-    if (rc == 0)
-        rc = ff_db_step(st, err);
-    ff_db_finalize(db, st);
-    if (rc < 0) {
-        ff_db_rollback(db, NULL);
-        return rc;
-    }
-    *n = ff_db_changes(db);
-    return ff_db_commit(db, err);
-}
+/* Step 1: untagged manifests older than the cutoff that no index of their
+ * repository lists and whose subject (if any) is gone. */
+static const char manifests_sweep_sql[] =
+    "DELETE FROM manifests AS m WHERE m.created_at < ?1"
+    " AND NOT EXISTS (SELECT 1 FROM tags t"
+    "   WHERE t.repo_id = m.repo_id AND t.digest = m.digest)"
+    " AND NOT EXISTS (SELECT 1 FROM manifest_refs r"
+    "   WHERE r.repo_id = m.repo_id AND r.child = m.digest)"
+    " AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s"
+    "   WHERE s.repo_id = m.repo_id AND s.digest = m.subject))";
+
+/* Step 2: blob links older than the cutoff that no manifest references. */
+static const char links_sweep_sql[] =
+    "DELETE FROM repo_blobs AS b WHERE b.linked_at < ?1"
+    " AND NOT EXISTS (SELECT 1 FROM manifest_refs r"
+    "   WHERE r.repo_id = b.repo_id AND r.child = b.digest)";
 
 struct files_sweep {
     struct registry *r;
@@ -170,12 +157,12 @@ int gc_run(struct registry *r, int64_t grace, struct gc_stats *stats, struct ff_
     int64_t cutoff = (int64_t)time(NULL) - grace;
     int rc = 0;
     for (int n = 1; rc == 0 && n > 0;) {
-        rc = manifests_sweep_round(db, cutoff, &n, err);
+        rc = sweep(db, manifests_sweep_sql, cutoff, &n, err);
         stats->manifests_deleted += n;
     }
     int links = 0;
     if (rc == 0)
-        rc = links_sweep(db, cutoff, &links, err);
+        rc = sweep(db, links_sweep_sql, cutoff, &links, err);
     stats->links_deleted = links;
     if (rc != 0)
         return ff_err_wrap(err, "gc");

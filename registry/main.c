@@ -37,7 +37,18 @@ static void usage(FILE *out)
             "SCOPE is repository:NAME:pull,push,delete or registry:catalog:*\n");
 }
 
-/* Opens everything but the HTTP server; shared by serve and gc. */
+/* Opens the metadata database that lives beside the blobs. */
+static int meta_open_in(struct registry *r, const char *root, struct ff_err *err)
+{
+    char *db = ff_asprintf("%s/meta.db", root);
+    if (db == NULL)
+        return ff_err_set(err, FF_ENOMEM, "out of memory");
+    int rc = meta_open(db, &r->meta, err);
+    free(db);
+    return rc;
+}
+
+/* Opens everything the server needs but the HTTP server. */
 static int registry_open(struct registry *r, struct ff_err *err)
 {
     const char *root = ff_conf_string(r->cfg.conf, "storage", "root");
@@ -45,12 +56,8 @@ static int registry_open(struct registry *r, struct ff_err *err)
                              &r->blobs, err);
     if (rc == 0)
         rc = upload_store_open(r->blobs, &r->uploads, err);
-    char *db = ff_asprintf("%s/meta.db", root);
-    if (rc == 0 && db == NULL)
-        rc = ff_err_set(err, FF_ENOMEM, "out of memory");
     if (rc == 0)
-        rc = meta_open(db, &r->meta, err);
-    free(db);
+        rc = meta_open_in(r, root, err);
     return rc;
 }
 
@@ -60,12 +67,8 @@ static int registry_open_for_gc(struct registry *r, struct ff_err *err)
 {
     const char *root = ff_conf_string(r->cfg.conf, "storage", "root");
     int rc = blob_store_open_shared(root, &r->blobs, err);
-    char *db = ff_asprintf("%s/meta.db", root);
-    if (rc == 0 && db == NULL)
-        rc = ff_err_set(err, FF_ENOMEM, "out of memory");
     if (rc == 0)
-        rc = meta_open(db, &r->meta, err);
-    free(db);
+        rc = meta_open_in(r, root, err);
     return rc;
 }
 

@@ -5,6 +5,8 @@
  * does not use are left alone, as the OCI spec requires of unknown ones. */
 #include "registry.h"
 
+#include "ff_str.h"
+
 #include "ff_json.h"
 
 #include <stdlib.h>
@@ -16,8 +18,6 @@
 #define PLATFORM_VALUE_MAX 255
 /* Longest Content-Type we look at; a real one is under 100 bytes. */
 #define CONTENT_TYPE_MAX 512
-/* Room for a quoted piece of input in a message. */
-#define QUOTE_SIZE 80
 
 static const struct {
     const char *media_type;
@@ -29,25 +29,6 @@ static const struct {
     {MEDIA_TYPE_DOCKER_LIST, MANIFEST_DOCKER_LIST},
 };
 #define MANIFEST_TYPES (sizeof(manifest_types) / sizeof(manifest_types[0]))
-
-/* Copies n bytes of s for a message, replacing what a JSON error body could
- * not carry (and quotes) by '?', cutting long input with "...". */
-static void quote(const char *s, size_t n, char out[QUOTE_SIZE])
-{
-    size_t keep = n < QUOTE_SIZE - 1 ? n : QUOTE_SIZE - 4;
-    for (size_t i = 0; i < keep; i++) {
-        unsigned char c = (unsigned char)s[i];
-        bool plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-        out[i] = '?';
-        if (plain)
-            out[i] = s[i];
-    }
-    if (keep < n) {
-        memcpy(out + keep, "...", 3);
-        keep += 3;
-    }
-    out[keep] = '\0';
-}
 
 static bool is_oci(enum manifest_kind kind)
 {
@@ -129,8 +110,8 @@ static int media_type_get(const json_t *obj, const char *key, bool required, con
         return rc;
     size_t n = strlen(s);
     if (!media_type_valid(s, n)) {
-        char q[QUOTE_SIZE];
-        quote(s, n, q);
+        char q[FF_STR_QUOTE_SIZE];
+        ff_str_quote(s, n, q);
         return ff_err_set(err, FF_EINVAL, "field \"%s\": \"%s\" is not a media type "
                           "(type/subtype, RFC 6838)", key, q);
     }
@@ -153,8 +134,8 @@ static int annotations_get(const json_t *obj, const json_t **out, struct ff_err 
     json_t *v;
     json_object_foreach(ann, key, v) {
         if (!json_is_string(v)) {
-            char q[QUOTE_SIZE];
-            quote(key, strlen(key), q);
+            char q[FF_STR_QUOTE_SIZE];
+            ff_str_quote(key, strlen(key), q);
             return ff_err_set(err, FF_EINVAL, "field \"annotations\": value of \"%s\" is %s, "
                               "expected a string", q, ff_json_type_name(v));
         }
@@ -256,9 +237,9 @@ static int kind_decide(const json_t *root, const char *content_type, enum manife
                        struct ff_err *err)
 {
     enum manifest_kind ct_kind = MANIFEST_OCI_MANIFEST;
-    char q[QUOTE_SIZE];
+    char q[FF_STR_QUOTE_SIZE];
     if (content_type != NULL && !content_type_kind(content_type, &ct_kind)) {
-        quote(content_type, strnlen(content_type, CONTENT_TYPE_MAX + 1), q);
+        ff_str_quote(content_type, strnlen(content_type, CONTENT_TYPE_MAX + 1), q);
         return ff_err_set(err, FF_EINVAL, "manifest: content type \"%s\" is not a supported "
                           "manifest type", q);
     }
@@ -280,16 +261,16 @@ static int kind_decide(const json_t *root, const char *content_type, enum manife
         if (strcmp(mt, manifest_types[i].media_type) != 0)
             continue;
         if (content_type != NULL && ct_kind != manifest_types[i].kind) {
-            quote(mt, strlen(mt), q);
-            char qct[QUOTE_SIZE];
-            quote(content_type, strnlen(content_type, CONTENT_TYPE_MAX), qct);
+            ff_str_quote(mt, strlen(mt), q);
+            char qct[FF_STR_QUOTE_SIZE];
+            ff_str_quote(content_type, strnlen(content_type, CONTENT_TYPE_MAX), qct);
             return ff_err_set(err, FF_EINVAL, "manifest: field \"mediaType\" is \"%s\" but "
                               "Content-Type is \"%s\"", q, qct);
         }
         *out = manifest_types[i].kind;
         return 0;
     }
-    quote(mt, strlen(mt), q);
+    ff_str_quote(mt, strlen(mt), q);
     return ff_err_set(err, FF_EINVAL, "manifest: field \"mediaType\" \"%s\" is not a "
                       "supported manifest type", q);
 }

@@ -9,34 +9,10 @@
 
 #include <string.h>
 
-/* Room for a quoted name in a message. */
-#define NAME_QUOTE_SIZE 80
-
-/* Copies s for a message: printable ASCII other than '"' and '\' is kept,
- * anything else becomes '?' (messages end up in JSON error bodies, which
- * must be valid UTF-8); long input is cut with "...". */
-static void quote(const char *s, char out[NAME_QUOTE_SIZE])
-{
-    size_t n = strnlen(s, NAME_QUOTE_SIZE);
-    size_t keep = n < NAME_QUOTE_SIZE - 1 ? n : NAME_QUOTE_SIZE - 4;
-    for (size_t i = 0; i < keep; i++) {
-        unsigned char c = (unsigned char)s[i];
-        bool plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-        out[i] = '?';
-        if (plain)
-            out[i] = s[i];
-    }
-    if (keep < n) {
-        memcpy(out + keep, "...", 3);
-        keep += 3;
-    }
-    out[keep] = '\0';
-}
-
 int name_validate(const char *name, struct ff_err *err)
 {
-    char q[NAME_QUOTE_SIZE];
-    quote(name, q);
+    char q[FF_STR_QUOTE_SIZE];
+    ff_str_quote(name, strnlen(name, FF_STR_QUOTE_SIZE), q);
     size_t len = strnlen(name, NAME_LEN_MAX + 1);
     if (len > NAME_LEN_MAX)
         return ff_err_set(err, FF_EINVAL, "repository name \"%s\": longer than %d "
@@ -63,8 +39,8 @@ static bool tag_char(char c, bool first)
 
 int tag_validate(const char *tag, struct ff_err *err)
 {
-    char q[NAME_QUOTE_SIZE];
-    quote(tag, q);
+    char q[FF_STR_QUOTE_SIZE];
+    ff_str_quote(tag, strnlen(tag, FF_STR_QUOTE_SIZE), q);
     size_t len = strnlen(tag, TAG_LEN_MAX + 1);
     if (len == 0)
         return ff_err_set(err, FF_EINVAL, "tag: empty, expected [a-zA-Z0-9_][a-zA-Z0-9._-]*");

@@ -207,7 +207,8 @@ def test_digest_mismatch_stores_nothing(registry):
 
 
 @pytest.mark.parametrize("digest", ["sha256:abc", "md5:" + "0" * 32, "SHA256:" + "a" * 64,
-                                    "sha256:" + "g" * 64, "sha512:" + "0" * 128, "nocolon"])
+                                    "sha256:" + "g" * 64, "sha512:" + "0" * 128, "nocolon",
+                                    "sha256:%ff%fe%22" + "a" * 61])
 def test_invalid_digest_strings(registry, digest):
     t = registry.token("alice", "alice/app", "pull", "push")
     st, _, body = registry.request("GET", f"/v2/alice/app/blobs/{digest}", t)

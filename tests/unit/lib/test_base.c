@@ -112,6 +112,24 @@ static void test_hex(void **state)
     free(d);
 }
 
+static void test_quote(void **state)
+{
+    (void)state;
+    char q[FF_STR_QUOTE_SIZE];
+    ff_str_quote("app/x", 5, q);
+    assert_string_equal(q, "app/x");
+    ff_str_quote("a\"b\\c\n\xff\xc3\xa9", 9, q);
+    assert_string_equal(q, "a?b?c????");
+    char long_in[200];
+    memset(long_in, 'x', sizeof(long_in));
+    ff_str_quote(long_in, sizeof(long_in), q);
+    assert_int_equal(strlen(q), FF_STR_QUOTE_SIZE - 1);
+    assert_string_equal(q + FF_STR_QUOTE_SIZE - 4, "...");
+    ff_str_quote(long_in, FF_STR_QUOTE_SIZE - 1, q);
+    assert_int_equal(strlen(q), FF_STR_QUOTE_SIZE - 1);
+    assert_null(strstr(q, "..."));
+}
+
 static void round_trip(const char *in, const char *std, const char *url)
 {
     size_t n = strlen(in);
@@ -173,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_strlcpy),
         cmocka_unit_test(test_parse_numbers),
         cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_quote),
         cmocka_unit_test(test_base64),
     };
     return cmocka_run_group_tests_name("lib/base", tests, NULL, NULL);
