@@ -106,7 +106,9 @@ void ff_str_quote(const char *s, size_t n, char out[FF_STR_QUOTE_SIZE])
     for (size_t i = 0; i < keep; i++) {
         unsigned char c = (unsigned char)s[i];
         bool plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-        out[i] = plain ? s[i] : '?';
+        out[i] = '?';
+        if (plain)
+            out[i] = s[i];
     }
     if (keep < n) {
         memcpy(out + keep, "...", 3);
