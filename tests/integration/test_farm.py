@@ -2,6 +2,7 @@
 bootstrapped, the built daemons start as their own users and answer, a
 second up is harmless, down stops them."""
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -57,14 +58,28 @@ def test_up_bootstraps_starts_and_down_stops(farm):
                            capture_output=True, text=True, check=True).stdout.strip()
     assert shown == f"{pki}/ca.crt 127.0.0.1:{port}"
 
+    # ff-builder runs too, its first admin is in the env file, and the admin's
+    # API token buys a registry token from the builder's endpoint.
+    assert "started ff-builder" in out
+    env = dict(l.split("=", 1) for l in (var / "farm.env").read_text().splitlines()
+               if "=" in l and not l.startswith("#"))
+    api = env["FF_API_URL"].strip("'")
+    assert api == f"https://127.0.0.1:{farm.env['FF_API_PORT']}"
+    user, token = env["FF_ADMIN_USER"].strip("'"), env["FF_ADMIN_TOKEN"].strip("'")
+    got = run(["curl", "-fsS", "--cacert", pki / "ca.crt", "-u", f"{user}:{token}",
+               f"{api}/v2/token?service=ff-registry&scope=repository:library/x:pull,push"])
+    assert json.loads(got.stdout)["token"].count(".") == 2
+    assert oct((pki / "admin.env").stat().st_mode & 0o777) == "0o600"
+
     before = {p.name: p.read_bytes() for p in pki.iterdir()}
     again = farm("up").stdout
     assert "nothing created" in again and "ff-registry already running" in again
+    assert "ff-builder already running" in again
     assert {p.name: p.read_bytes() for p in pki.iterdir()} == before
     assert int((var / "run" / "ff-registry.pid").read_text()) == pid
 
     down = farm("down").stdout
-    assert "stopped ff-registry" in down
+    assert "stopped ff-registry" in down and "stopped ff-builder" in down
     assert not Path(f"/proc/{pid}").exists()
     assert "nothing was running" in farm("down").stdout
 
