@@ -76,11 +76,14 @@ int manifest_get(struct ff_http_request *req)
     return rc;
 }
 
-/* Collects what a manifest refers to, for meta_manifest_put. */
+/* What a manifest refers to, for meta_manifest_put: the digests as text,
+ * one slot per descriptor, and the lists of pointers into them. */
 struct refs {
-    char (*blobs)[FF_DIGEST_STR_SIZE];
+    char (*text)[FF_DIGEST_STR_SIZE];
+    size_t n_text;
+    const char **blobs;
     size_t n_blobs;
-    char (*children)[FF_DIGEST_STR_SIZE];
+    const char **children;
     size_t n_children;
     char subject[FF_DIGEST_STR_SIZE];
     bool has_subject;
@@ -89,19 +92,39 @@ struct refs {
 static int refs_collect(void *ctx, enum manifest_ref_kind kind, const struct descriptor *d)
 {
     struct refs *rf = ctx;
-    switch (kind) {
-    case MANIFEST_REF_BLOB:
-        ff_digest_format(&d->digest, rf->blobs[rf->n_blobs++]);
-        break;
-    case MANIFEST_REF_MANIFEST:
-        ff_digest_format(&d->digest, rf->children[rf->n_children++]);
-        break;
-    case MANIFEST_REF_SUBJECT:
+    if (kind == MANIFEST_REF_SUBJECT) {
         ff_digest_format(&d->digest, rf->subject);
         rf->has_subject = true;
-        break;
+        return 0;
     }
+    char *slot = rf->text[rf->n_text++];
+    ff_digest_format(&d->digest, slot);
+    if (kind == MANIFEST_REF_BLOB)
+        rf->blobs[rf->n_blobs++] = slot;
+    else
+        rf->children[rf->n_children++] = slot;
     return 0;
+}
+
+static void refs_release(struct refs *rf)
+{
+    free(rf->text);
+    free(rf->blobs);
+    free(rf->children);
+}
+
+/* Fills rf from m. Errors: FF_ENOMEM (rf still needs refs_release). */
+static int refs_build(const struct manifest *m, struct refs *rf)
+{
+    /* config, layers and index entries: at most this many descriptors */
+    size_t n = m->n_layers + m->n_manifests + 1;
+    memset(rf, 0, sizeof(*rf));
+    rf->text = calloc(n, sizeof(*rf->text));
+    rf->blobs = calloc(n, sizeof(*rf->blobs));
+    rf->children = calloc(n, sizeof(*rf->children));
+    if (rf->text == NULL || rf->blobs == NULL || rf->children == NULL)
+        return FF_ENOMEM;
+    return manifest_foreach_ref(m, refs_collect, rf);
 }
 
 static bool immutable_cb(void *ctx, const char *tag)
@@ -177,6 +200,7 @@ int manifest_put(struct ff_http_request *req)
         return err.code == FF_ETOOBIG ? oci_error(req, 413, "SIZE_INVALID", "%s", err.msg)
                                       : oci_error(req, 400, "MANIFEST_INVALID", "%s", err.msg);
     int rc = 0;
+    struct refs rf = {0};
     if (ref.kind == REFERENCE_DIGEST && !ff_digest_equal(&ref.digest, &m->digest)) {
         char got[FF_DIGEST_STR_SIZE];
         ff_digest_format(&m->digest, got);
@@ -184,26 +208,9 @@ int manifest_put(struct ff_http_request *req)
                        "URL", got, ff_http_request_param(req, "reference"));
         goto out;
     }
-    size_t n_refs = m->n_layers + m->n_manifests + 1;
-    struct refs rf = {
-        .blobs = calloc(n_refs, sizeof(*rf.blobs)),
-        .children = calloc(n_refs, sizeof(*rf.children)),
-    };
-    if (rf.blobs == NULL || rf.children == NULL) {
-        rc = FF_ENOMEM;
-        goto refs_out;
-    }
-    manifest_foreach_ref(m, refs_collect, &rf);
-    const char **blobs = calloc(n_refs, sizeof(*blobs));
-    const char **children = calloc(n_refs, sizeof(*children));
-    if (blobs == NULL || children == NULL) {
-        rc = FF_ENOMEM;
-        goto lists_out;
-    }
-    for (size_t i = 0; i < rf.n_blobs; i++)
-        blobs[i] = rf.blobs[i];
-    for (size_t i = 0; i < rf.n_children; i++)
-        children[i] = rf.children[i];
+    rc = refs_build(m, &rf);
+    if (rc != 0)
+        goto out;
     char ds[FF_DIGEST_STR_SIZE];
     ff_digest_format(&m->digest, ds);
     char *annotations = m->annotations != NULL
@@ -216,9 +223,9 @@ int manifest_put(struct ff_http_request *req)
         .artifact_type = manifest_referrer_artifact_type(m),
         .subject = rf.has_subject ? rf.subject : NULL,
         .annotations = annotations,
-        .blobs = blobs,
+        .blobs = rf.blobs,
         .n_blobs = rf.n_blobs,
-        .children = children,
+        .children = rf.children,
         .n_children = rf.n_children,
         .tag = ref.kind == REFERENCE_TAG ? ref.tag : NULL,
         .tag_immutable = ref.kind == REFERENCE_TAG && config_tag_immutable(&r->cfg, ref.tag),
@@ -234,13 +241,8 @@ int manifest_put(struct ff_http_request *req)
                     ds, put.tag ? put.tag : "");
         rc = put_answer(req, name, m, &rf);
     }
-lists_out:
-    free(blobs);
-    free(children);
-refs_out:
-    free(rf.blobs);
-    free(rf.children);
 out:
+    refs_release(&rf);
     manifest_free(m);
     return rc;
 }
