@@ -2,6 +2,8 @@
  * its default and range. */
 #include "builder.h"
 
+#include "ff_daemon.h"
+
 #include <string.h>
 
 static const struct ff_conf_key builder_schema[] = {
@@ -28,26 +30,17 @@ static const struct ff_conf_key builder_schema[] = {
     {"log", "level", FF_CONF_STRING, "info", 0, 0},
 };
 
-static int required(const struct ff_conf *c, const char *section, const char *name,
-                    const char *path, struct ff_err *err)
-{
-    if (ff_conf_string(c, section, name) == NULL)
-        return ff_err_set(err, FF_EINVAL, "config \"%s\": [%s] %s is required", path,
-                          section, name);
-    return 0;
-}
-
 /* Checks what the schema cannot express and hands c over to out. */
 static int config_check(struct ff_conf *c, const char *path, struct builder_config *out,
                         struct ff_err *err)
 {
-    int rc = required(c, "server", "cert", path, err);
+    int rc = ff_conf_require(c, path, "server", "cert", err);
     if (rc == 0)
-        rc = required(c, "server", "key", path, err);
+        rc = ff_conf_require(c, path, "server", "key", err);
     if (rc == 0)
-        rc = required(c, "storage", "db", path, err);
+        rc = ff_conf_require(c, path, "storage", "db", err);
     if (rc == 0)
-        rc = required(c, "tokens", "key", path, err);
+        rc = ff_conf_require(c, path, "tokens", "key", err);
     if (rc == 0 && ff_conf_string(c, "tokens", "service")[0] == '\0')
         rc = ff_err_set(err, FF_EINVAL, "config \"%s\": [tokens] service must not be empty",
                         path);
@@ -55,9 +48,8 @@ static int config_check(struct ff_conf *c, const char *path, struct builder_conf
         rc = ff_err_set(err, FF_EINVAL, "config \"%s\": [tokens] issuer must not be empty",
                         path);
     enum ff_log_level level = FF_LOG_INFO;
-    if (rc == 0 && ff_log_level_parse(ff_conf_string(c, "log", "level"), &level) != 0)
-        rc = ff_err_set(err, FF_EINVAL, "config \"%s\": [log] level: \"%s\" is not debug, "
-                        "info, warn or error", path, ff_conf_string(c, "log", "level"));
+    if (rc == 0)
+        rc = ff_daemon_log_level(c, path, &level, err);
     if (rc != 0) {
         ff_conf_free(c);
         return rc;

@@ -120,16 +120,8 @@ static void builder_close(struct builder *b)
 
 static int http_new(struct builder *b, struct ff_err *err)
 {
-    const struct ff_conf *c = b->cfg.conf;
     struct ff_http_server_config hc;
-    ff_http_server_config_init(&hc);
-    hc.bind_addr = ff_conf_string(c, "server", "listen");
-    hc.port = (uint16_t)ff_conf_int(c, "server", "port");
-    hc.cert_path = ff_conf_string(c, "server", "cert");
-    hc.key_path = ff_conf_string(c, "server", "key");
-    hc.max_connections = (unsigned)ff_conf_int(c, "server", "max_connections");
-    hc.max_per_ip = (unsigned)ff_conf_int(c, "server", "max_per_ip");
-    hc.timeout_seconds = (unsigned)ff_conf_int(c, "server", "timeout");
+    ff_daemon_http_config(b->cfg.conf, &hc);
     return ff_http_server_new(&hc, &b->http, err);
 }
 

@@ -375,6 +375,15 @@ size_t ff_conf_list(const struct ff_conf *conf, const char *section, const char 
     return s->n_items;
 }
 
+int ff_conf_require(const struct ff_conf *conf, const char *path, const char *section,
+                    const char *name, struct ff_err *err)
+{
+    if (ff_conf_string(conf, section, name) == NULL)
+        return ff_err_set(err, FF_EINVAL, "config \"%s\": [%s] %s is required", path,
+                          section, name);
+    return 0;
+}
+
 bool ff_conf_is_set(const struct ff_conf *conf, const char *section, const char *name)
 {
     ssize_t idx = schema_find(conf->schema, conf->n, section, name);

@@ -60,6 +60,11 @@ bool ff_conf_bool(const struct ff_conf *conf, const char *section, const char *n
 size_t ff_conf_list(const struct ff_conf *conf, const char *section, const char *name,
                     const char *const **out);
 
+/* Refuses (FF_EINVAL, naming path and the key) a key that has neither a
+ * value nor a default: a setting the daemon cannot run without. */
+int ff_conf_require(const struct ff_conf *conf, const char *path, const char *section,
+                    const char *name, struct ff_err *err);
+
 /* Whether the file set the key (as opposed to the default applying). */
 bool ff_conf_is_set(const struct ff_conf *conf, const char *section, const char *name);
 

@@ -78,6 +78,28 @@ int ff_daemon_signal_wait(void)
     return sig;
 }
 
+int ff_daemon_log_level(const struct ff_conf *conf, const char *path, enum ff_log_level *out,
+                        struct ff_err *err)
+{
+    const char *level = ff_conf_string(conf, "log", "level");
+    if (level == NULL || ff_log_level_parse(level, out) != 0)
+        return ff_err_set(err, FF_EINVAL, "config \"%s\": [log] level: \"%s\" is not debug, "
+                          "info, warn or error", path, level != NULL ? level : "");
+    return 0;
+}
+
+void ff_daemon_http_config(const struct ff_conf *conf, struct ff_http_server_config *cfg)
+{
+    ff_http_server_config_init(cfg);
+    cfg->bind_addr = ff_conf_string(conf, "server", "listen");
+    cfg->port = (uint16_t)ff_conf_int(conf, "server", "port");
+    cfg->cert_path = ff_conf_string(conf, "server", "cert");
+    cfg->key_path = ff_conf_string(conf, "server", "key");
+    cfg->max_connections = (unsigned)ff_conf_int(conf, "server", "max_connections");
+    cfg->max_per_ip = (unsigned)ff_conf_int(conf, "server", "max_per_ip");
+    cfg->timeout_seconds = (unsigned)ff_conf_int(conf, "server", "timeout");
+}
+
 int ff_daemon_drop_privileges(const char *user, struct ff_err *err)
 {
     if (user != NULL && geteuid() == 0) {

@@ -6,7 +6,10 @@
 #ifndef FF_DAEMON_H
 #define FF_DAEMON_H
 
+#include "ff_conf.h"
 #include "ff_err.h"
+#include "ff_http_server.h"
+#include "ff_log.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -42,5 +45,16 @@ int ff_daemon_signal_wait(void);
  * regained. Always sets PR_SET_NO_NEW_PRIVS. user NULL or not running as
  * root: only NO_NEW_PRIVS. Errors: FF_ENOTFOUND (no such user), FF_EIO. */
 int ff_daemon_drop_privileges(const char *user, struct ff_err *err);
+
+/* Reads [log] level of a daemon's configuration into *out. Errors:
+ * FF_EINVAL naming path and the value when it is not debug, info, warn or
+ * error. */
+int ff_daemon_log_level(const struct ff_conf *conf, const char *path, enum ff_log_level *out,
+                        struct ff_err *err);
+
+/* Fills cfg (after ff_http_server_config_init) from the [server] keys every
+ * HTTPS daemon declares: listen, port, cert, key, max_connections,
+ * max_per_ip and timeout. */
+void ff_daemon_http_config(const struct ff_conf *conf, struct ff_http_server_config *cfg);
 
 #endif

@@ -2,6 +2,8 @@
  * its default and range. */
 #include "registry.h"
 
+#include "ff_daemon.h"
+
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,15 +37,6 @@ static const struct ff_conf_key registry_schema[] = {
     {"log", "level", FF_CONF_STRING, "info", 0, 0},
 };
 
-static int required(const struct ff_conf *c, const char *section, const char *name,
-                    const char *path, struct ff_err *err)
-{
-    if (ff_conf_string(c, section, name) == NULL)
-        return ff_err_set(err, FF_EINVAL, "config \"%s\": [%s] %s is required", path,
-                          section, name);
-    return 0;
-}
-
 int config_load(const char *path, struct registry_config *out, struct ff_err *err)
 {
     memset(out, 0, sizeof(*out));
@@ -54,19 +47,18 @@ int config_load(const char *path, struct registry_config *out, struct ff_err *er
                           sizeof(registry_schema) / sizeof(registry_schema[0]), &c, err);
     if (rc != 0)
         return rc;
-    rc = required(c, "server", "cert", path, err);
+    rc = ff_conf_require(c, path, "server", "cert", err);
     if (rc == 0)
-        rc = required(c, "server", "key", path, err);
+        rc = ff_conf_require(c, path, "server", "key", err);
     if (rc == 0)
-        rc = required(c, "storage", "root", path, err);
+        rc = ff_conf_require(c, path, "storage", "root", err);
     const char *const *keys = NULL;
     if (rc == 0 && ff_conf_list(c, "auth", "public_key", &keys) == 0)
         rc = ff_err_set(err, FF_EINVAL, "config \"%s\": [auth] public_key: at least one "
                         "token public key is required", path);
     enum ff_log_level level;
-    if (rc == 0 && ff_log_level_parse(ff_conf_string(c, "log", "level"), &level) != 0)
-        rc = ff_err_set(err, FF_EINVAL, "config \"%s\": [log] level: \"%s\" is not debug, "
-                        "info, warn or error", path, ff_conf_string(c, "log", "level"));
+    if (rc == 0)
+        rc = ff_daemon_log_level(c, path, &level, err);
     const char *const *pats = NULL;
     size_t n_pats = ff_conf_list(c, "tags", "immutable", &pats);
     for (size_t i = 0; rc == 0 && i < n_pats; i++) {

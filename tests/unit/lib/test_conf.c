@@ -117,6 +117,22 @@ static void test_file(void **state)
     assert_non_null(strstr(err.msg, path));
 }
 
+static void test_require(void **state)
+{
+    (void)state;
+    struct ff_conf *c = NULL;
+    struct ff_err err;
+    assert_int_equal(ff_conf_load_string("[auth]\nissuer = b\n", "r.ini", schema, N_SCHEMA,
+                                         &c, &err), 0);
+    assert_int_equal(ff_conf_require(c, "r.ini", "auth", "issuer", &err), 0);
+    assert_int_equal(ff_conf_require(c, "r.ini", "server", "listen", &err), 0); /* default */
+    ff_conf_free(c);
+    assert_int_equal(ff_conf_load(NULL, schema, N_SCHEMA, &c, &err), 0);
+    assert_int_equal(ff_conf_require(c, "r.ini", "auth", "issuer", &err), FF_EINVAL);
+    assert_string_equal(err.msg, "config \"r.ini\": [auth] issuer is required");
+    ff_conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -125,6 +141,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_long_line_refused),
         cmocka_unit_test(test_file),
+        cmocka_unit_test(test_require),
     };
     return cmocka_run_group_tests_name("lib/conf", tests, NULL, NULL);
 }

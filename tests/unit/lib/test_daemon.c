@@ -72,11 +72,52 @@ static void test_drop_privileges(void **state)
     }
 }
 
+static const struct ff_conf_key schema[] = {
+    {"server", "listen", FF_CONF_STRING, "127.0.0.1", 0, 0},
+    {"server", "port", FF_CONF_INT, "5443", 1, 65535},
+    {"server", "cert", FF_CONF_STRING, NULL, 0, 0},
+    {"server", "key", FF_CONF_STRING, NULL, 0, 0},
+    {"server", "max_connections", FF_CONF_INT, "256", 1, 65536},
+    {"server", "max_per_ip", FF_CONF_INT, "64", 1, 65536},
+    {"server", "timeout", FF_CONF_INT, "60", 1, 3600},
+    {"log", "level", FF_CONF_STRING, "info", 0, 0},
+};
+
+static void test_config_helpers(void **state)
+{
+    (void)state;
+    struct ff_conf *c = NULL;
+    struct ff_err err;
+    const char *text = "[server]\nport = 9\ncert = c.pem\nkey = k.pem\ntimeout = 5\n"
+                       "[log]\nlevel = warn\n";
+    assert_int_equal(ff_conf_load_string(text, "d.ini", schema, 8, &c, &err), 0);
+    struct ff_http_server_config hc;
+    ff_daemon_http_config(c, &hc);
+    assert_string_equal(hc.bind_addr, "127.0.0.1");
+    assert_int_equal(hc.port, 9);
+    assert_string_equal(hc.cert_path, "c.pem");
+    assert_string_equal(hc.key_path, "k.pem");
+    assert_int_equal(hc.max_connections, 256);
+    assert_int_equal(hc.max_per_ip, 64);
+    assert_int_equal(hc.timeout_seconds, 5);
+    enum ff_log_level level = FF_LOG_DEBUG;
+    assert_int_equal(ff_daemon_log_level(c, "d.ini", &level, &err), 0);
+    assert_int_equal(level, FF_LOG_WARN);
+    ff_conf_free(c);
+    assert_int_equal(ff_conf_load_string("[log]\nlevel = loud\n", "d.ini", schema, 8, &c, &err),
+                     0);
+    assert_int_equal(ff_daemon_log_level(c, "d.ini", &level, &err), FF_EINVAL);
+    assert_string_equal(err.msg, "config \"d.ini\": [log] level: \"loud\" is not debug, info, "
+                                 "warn or error");
+    ff_conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_args),
         cmocka_unit_test(test_drop_privileges),
+        cmocka_unit_test(test_config_helpers),
     };
     return cmocka_run_group_tests_name("lib/daemon", tests, NULL, NULL);
 }
