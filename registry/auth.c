@@ -154,6 +154,16 @@ bool auth_require(struct registry *r, struct ff_http_request *req, const char *t
     return true;
 }
 
+bool auth_permit(struct registry *r, struct ff_http_request *req, const char *type,
+                 const char *name, unsigned action)
+{
+    struct auth a;
+    if (!auth_require(r, req, type, name, action, &a))
+        return false;
+    auth_release(&a);
+    return true;
+}
+
 bool auth_allows(const struct auth *a, const char *name, unsigned action)
 {
     return ff_access_allows(&a->access, FF_SCOPE_TYPE_REPOSITORY, name, action);

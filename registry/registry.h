@@ -578,6 +578,11 @@ bool auth_require(struct registry *r, struct ff_http_request *req, const char *t
                   const char *name, unsigned action, struct auth *out);
 void auth_release(struct auth *a);
 
+/* auth_require for handlers that need only the yes or no (true: go on;
+ * false: it has answered). */
+bool auth_permit(struct registry *r, struct ff_http_request *req, const char *type,
+                 const char *name, unsigned action);
+
 /* Whether a verified token also grants action on repository name (cross-
  * repository mounts ask about the source). */
 bool auth_allows(const struct auth *a, const char *name, unsigned action);

@@ -67,10 +67,8 @@ int blob_get(struct ff_http_request *req)
     char ds[FF_DIGEST_STR_SIZE];
     if (!blob_target(req, &name, &d, ds))
         return 0;
-    struct auth a;
-    if (!auth_require(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_PULL, &a))
+    if (!auth_permit(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_PULL))
         return 0;
-    auth_release(&a);
     struct ff_err err;
     if (meta_blob_linked(r->meta, name, ds, NULL, &err) != 0) {
         if (err.code == FF_ENOTFOUND)
@@ -126,10 +124,8 @@ int blob_delete(struct ff_http_request *req)
     char ds[FF_DIGEST_STR_SIZE];
     if (!blob_target(req, &name, &d, ds))
         return 0;
-    struct auth a;
-    if (!auth_require(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_DELETE, &a))
+    if (!auth_permit(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_DELETE))
         return 0;
-    auth_release(&a);
     struct ff_err err;
     if (meta_blob_unlink(r->meta, name, ds, &err) != 0) {
         if (err.code == FF_ENOTFOUND)

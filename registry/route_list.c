@@ -53,10 +53,8 @@ int tags_get(struct ff_http_request *req)
     const char *name = ff_http_request_param(req, "name");
     if (!repo_name_check(req, name))
         return 0;
-    struct auth a;
-    if (!auth_require(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_PULL, &a))
+    if (!auth_permit(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_PULL))
         return 0;
-    auth_release(&a);
     int64_t n;
     const char *last;
     if (!page_params(req, &n, &last))
@@ -85,11 +83,8 @@ int tags_get(struct ff_http_request *req)
 int catalog_get(struct ff_http_request *req)
 {
     struct registry *r = ff_http_request_userdata(req);
-    struct auth a;
-    if (!auth_require(r, req, FF_SCOPE_TYPE_REGISTRY, FF_SCOPE_NAME_CATALOG, FF_ACTION_ALL,
-                      &a))
+    if (!auth_permit(r, req, FF_SCOPE_TYPE_REGISTRY, FF_SCOPE_NAME_CATALOG, FF_ACTION_ALL))
         return 0;
-    auth_release(&a);
     int64_t n;
     const char *last;
     if (!page_params(req, &n, &last))
@@ -138,10 +133,8 @@ int referrers_get(struct ff_http_request *req)
     struct ff_digest d;
     if (ff_digest_parse_str(ff_http_request_param(req, "digest"), &d, &err) != 0)
         return oci_error(req, 400, "DIGEST_INVALID", "%s", err.msg);
-    struct auth a;
-    if (!auth_require(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_PULL, &a))
+    if (!auth_permit(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_PULL))
         return 0;
-    auth_release(&a);
     const char *filter = ff_http_request_query(req, "artifactType");
     if (filter != NULL && filter[0] == '\0')
         filter = NULL;

@@ -42,10 +42,8 @@ int manifest_get(struct ff_http_request *req)
     struct reference ref;
     if (!manifest_target(req, &name, &ref))
         return 0;
-    struct auth a;
-    if (!auth_require(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_PULL, &a))
+    if (!auth_permit(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_PULL))
         return 0;
-    auth_release(&a);
     char rs[FF_DIGEST_STR_SIZE + 64];
     reference_text(&ref, rs);
     struct meta_manifest mm;
@@ -183,10 +181,8 @@ int manifest_put(struct ff_http_request *req)
     struct reference ref;
     if (!manifest_target(req, &name, &ref))
         return 0;
-    struct auth a;
-    if (!auth_require(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_PUSH, &a))
+    if (!auth_permit(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_PUSH))
         return 0;
-    auth_release(&a);
     const char *ctype = ff_http_request_header(req, "Content-Type");
     if (ctype == NULL || !manifest_media_type_supported(ctype))
         return oci_error(req, 415, "MANIFEST_INVALID",
@@ -254,10 +250,8 @@ int manifest_delete(struct ff_http_request *req)
     struct reference ref;
     if (!manifest_target(req, &name, &ref))
         return 0;
-    struct auth a;
-    if (!auth_require(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_DELETE, &a))
+    if (!auth_permit(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_DELETE))
         return 0;
-    auth_release(&a);
     struct ff_err err;
     int rc;
     if (ref.kind == REFERENCE_TAG) {

@@ -306,10 +306,8 @@ static bool session_open(struct ff_http_request *req, struct registry *r,
     const char *name = ff_http_request_param(req, "name");
     if (!repo_name_check(req, name))
         return false;
-    struct auth a;
-    if (!auth_require(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_PUSH, &a))
+    if (!auth_permit(r, req, FF_SCOPE_TYPE_REPOSITORY, name, FF_ACTION_PUSH))
         return false;
-    auth_release(&a);
     struct ff_err err;
     int rc = upload_open(r->uploads, name, ff_http_request_param(req, "id"), out, &err);
     if (rc == FF_ENOTFOUND)
