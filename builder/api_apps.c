@@ -59,44 +59,73 @@ int api_app_list(struct ff_http_request *req, struct builder *b, const struct id
     return api_respond_page(req, items, next);
 }
 
-/* Looks up the app of the path; readers are its owner, members and admins.
- * With manage, only the owner and admins pass. On false the request has
- * been answered (404 for apps the caller may not see, 403 otherwise). */
-static bool app_find(struct ff_http_request *req, struct builder *b, const struct identity *id,
-                     bool manage, struct app *app, json_t **out_json)
+int api_access(struct builder *b, const struct identity *id, int64_t app_id,
+               enum app_access *out, struct ff_err *err)
+{
+    *out = APP_NONE;
+    if (id->kind == ID_DEVICE) {
+        /* A device reads its own app and nothing else. */
+        if (id->app_id == app_id)
+            *out = APP_VIEWER;
+        return 0;
+    }
+    if (id->kind != ID_USER)
+        return 0;
+    if (id->user.role == ROLE_ADMIN) {
+        *out = APP_OWNER;
+        return 0;
+    }
+    return db_app_access(b->db, app_id, id->user.id, out, err);
+}
+
+int api_access_check(struct ff_http_request *req, const char *what, enum app_access have,
+                     enum app_access need)
+{
+    static const char *const needs[] = {"", "a viewer", "a developer", "the owner or an admin"};
+    if (have == APP_NONE)
+        return ff_http_respond_error(req, 404, "not_found", "%s not found", what);
+    if (have < need)
+        return ff_http_respond_error(req, 403, "denied", "only %s of the app may do this",
+                                     needs[need]);
+    return 1;
+}
+
+bool api_app_find(struct ff_http_request *req, struct builder *b, const struct identity *id,
+                  enum app_access need, struct app *app, json_t **out_json)
 {
     const char *owner = ff_http_request_param(req, "owner");
     const char *name = ff_http_request_param(req, "name");
     struct ff_err err;
-    bool readable = false;
+    enum app_access have = APP_NONE;
+    if (out_json != NULL)
+        *out_json = NULL;
     int rc = user_name_check(owner, &err);
     if (rc == 0)
         rc = app_name_check(name, &err);
     if (rc == 0)
         rc = db_app_get(b->db, owner, name, app, out_json, &err);
-    if (rc == 0)
-        rc = db_app_readable(b->db, id->user.id, owner, name, &readable, &err);
-    if (rc == 0 && !readable && id->user.role != ROLE_ADMIN)
-        rc = ff_err_set(&err, FF_ENOTFOUND, "app \"%s/%s\" not found", owner, name);
-    if (rc == 0 && manage && app->owner_id != id->user.id && id->user.role != ROLE_ADMIN)
-        rc = ff_err_set(&err, FF_EDENIED, "only the owner or an admin may change \"%s/%s\"",
-                        owner, name);
-    if (rc != 0) {
-        if (out_json != NULL) {
-            json_decref(*out_json);
-            *out_json = NULL;
-        }
-        api_error_from(req, &err);
+    if (rc == FF_ENOTFOUND) {
+        api_access_check(req, "app", APP_NONE, need);
         return false;
     }
-    return true;
+    if (rc == 0)
+        rc = api_access(b, id, app->id, &have, &err);
+    if (rc == 0 && api_access_check(req, "app", have, need) == 1)
+        return true;
+    if (out_json != NULL) {
+        json_decref(*out_json);
+        *out_json = NULL;
+    }
+    if (rc != 0)
+        api_error_from(req, &err);
+    return false;
 }
 
 int api_app_get(struct ff_http_request *req, struct builder *b, const struct identity *id)
 {
     struct app app;
     json_t *out = NULL;
-    if (!app_find(req, b, id, false, &app, &out))
+    if (!api_app_find(req, b, id, APP_VIEWER, &app, &out))
         return 0;
     int rc = ff_http_respond_json(req, 200, out);
     json_decref(out);
@@ -107,18 +136,18 @@ int api_app_delete(struct ff_http_request *req, struct builder *b, const struct 
 {
     struct app app;
     struct ff_err err;
-    if (!app_find(req, b, id, true, &app, NULL))
+    if (!api_app_find(req, b, id, APP_OWNER, &app, NULL))
         return 0;
     if (db_app_delete(b->db, app.id, &err) != 0)
         return api_error_from(req, &err);
-    api_audit(b, req, id->user.name, "app.delete", "app=%s/%s", app.owner, app.name);
+    api_audit(b, req, id->name, "app.delete", "app=%s/%s", app.owner, app.name);
     return ff_http_respond_bytes(req, 204, NULL, "", 0);
 }
 
 int api_member_put(struct ff_http_request *req, struct builder *b, const struct identity *id)
 {
     struct app app;
-    if (!app_find(req, b, id, true, &app, NULL))
+    if (!api_app_find(req, b, id, APP_OWNER, &app, NULL))
         return 0;
     size_t len = 0;
     const char *data = ff_http_request_body(req, &len);
@@ -138,7 +167,7 @@ int api_member_put(struct ff_http_request *req, struct builder *b, const struct 
     if (rc != 0)
         return api_error_from(req, &err);
     const char *role = body.role == MEMBER_DEVELOPER ? "developer" : "viewer";
-    api_audit(b, req, id->user.name, "app.member", "app=%s/%s user=%s role=%s", app.owner,
+    api_audit(b, req, id->name, "app.member", "app=%s/%s user=%s role=%s", app.owner,
               app.name, u.name, role);
     json_t *out = json_pack("{s:s,s:s}", "user", u.name, "role", role);
     if (out == NULL)
@@ -146,4 +175,37 @@ int api_member_put(struct ff_http_request *req, struct builder *b, const struct 
     rc = ff_http_respond_json(req, 200, out);
     json_decref(out);
     return rc;
+}
+
+int api_member_list(struct ff_http_request *req, struct builder *b, const struct identity *id)
+{
+    struct app app;
+    int64_t after = 0, next = 0;
+    int limit = 0;
+    if (!api_app_find(req, b, id, APP_VIEWER, &app, NULL) || !api_page(req, &after, &limit))
+        return 0;
+    json_t *items = NULL;
+    struct ff_err err;
+    if (db_member_list(b->db, app.id, after, limit, &items, &next, &err) != 0)
+        return api_error_from(req, &err);
+    return api_respond_page(req, items, next);
+}
+
+int api_member_delete(struct ff_http_request *req, struct builder *b,
+                      const struct identity *id)
+{
+    struct app app;
+    if (!api_app_find(req, b, id, APP_OWNER, &app, NULL))
+        return 0;
+    const char *who = ff_http_request_param(req, "user");
+    struct user u;
+    struct ff_err err;
+    int rc = db_user_by_name(b->db, who, &u, NULL, &err);
+    if (rc == 0)
+        rc = db_member_delete(b->db, app.id, u.id, &err);
+    if (rc != 0)
+        return api_error_from(req, &err);
+    api_audit(b, req, id->name, "app.member.remove", "app=%s/%s user=%s", app.owner, app.name,
+              u.name);
+    return ff_http_respond_bytes(req, 204, NULL, "", 0);
 }

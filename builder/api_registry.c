@@ -1,6 +1,6 @@
 /* GET /v2/token: the Docker registry token endpoint. The client (skopeo,
- * docker, a worker) authenticates with HTTP Basic, user name and one of
- * that user's session or API tokens; it gets an ES256 JWT whose access
+ * docker, a device, a worker) authenticates with HTTP Basic: its identity
+ * name and a secret of that identity (builder.h); it gets an ES256 JWT whose access
  * claim holds what it asked for and may have (grant.c). Denied scopes are
  * left out of the token, as distribution expects, and audited. */
 #include "builder.h"
@@ -19,15 +19,32 @@ static int scope_add(void *ctx, const char *value)
 
 struct app_ctx {
     struct builder *b;
-    int64_t user_id;
+    const struct identity *id;
 };
 
+/* Users pull apps they own or are members of (admins: every app); a
+ * device pulls its own app's repository. */
 static bool can_pull_app(void *ctx, const char *owner, const char *app)
+{
+    struct app_ctx *c = ctx;
+    struct app a;
+    enum app_access acc = APP_NONE;
+    struct ff_err err;
+    int rc = db_app_get(c->b->db, owner, app, &a, NULL, &err);
+    if (rc == 0)
+        rc = api_access(c->b, c->id, a.id, &acc, &err);
+    if (rc != 0 && rc != FF_ENOTFOUND)
+        ff_log_error(NULL, "grant.lookup.failed", "error=%s", err.msg);
+    return rc == 0 && acc >= APP_VIEWER;
+}
+
+/* A worker pushes the repository of a job it holds, and nothing else. */
+static bool can_push_app(void *ctx, const char *owner, const char *app)
 {
     struct app_ctx *c = ctx;
     bool ok = false;
     struct ff_err err;
-    if (db_app_readable(c->b->db, c->user_id, owner, app, &ok, &err) != 0) {
+    if (db_worker_holds_app(c->b->db, c->id->worker_id, owner, app, &ok, &err) != 0) {
         ff_log_error(NULL, "grant.lookup.failed", "error=%s", err.msg);
         return false;
     }
@@ -70,20 +87,23 @@ int api_registry_token(struct ff_http_request *req, struct builder *b,
                                    "asks for more than %d resources", FF_ACCESS_MAX);
         goto out;
     }
-    struct app_ctx actx = {.b = b, .user_id = id->user.id};
-    struct grant_subject subject = {.name = id->user.name,
-                                    .admin = id->user.role == ROLE_ADMIN,
-                                    .can_pull_app = can_pull_app,
-                                    .ctx = &actx};
+    struct app_ctx actx = {.b = b, .id = id};
+    struct grant_subject subject = {
+        .name = id->name,
+        .admin = id->kind == ID_USER && id->user.role == ROLE_ADMIN,
+        .library_pull = id->kind != ID_SERVICE,
+        .can_pull_app = id->kind == ID_USER || id->kind == ID_DEVICE ? can_pull_app : NULL,
+        .can_push_app = id->kind == ID_WORKER ? can_push_app : NULL,
+        .ctx = &actx};
     rc = grant_compute(&subject, &requested, &granted, &denied, &err);
     if (rc != 0) {
         rc = api_error_from(req, &err);
         goto out;
     }
-    audit_denied(req, b, id->user.name, &denied);
+    audit_denied(req, b, id->name, &denied);
     int64_t now = (int64_t)time(NULL);
     int64_t ttl = ff_conf_int(c, "tokens", "ttl");
-    rc = token_claims(ff_conf_string(c, "tokens", "issuer"), want, id->user.name, now, ttl,
+    rc = token_claims(ff_conf_string(c, "tokens", "issuer"), want, id->name, now, ttl,
                       &granted, &claims, &err);
     if (rc == 0)
         rc = ff_jwt_sign(b->token_key, claims, &token, &err);
@@ -100,7 +120,7 @@ int api_registry_token(struct ff_http_request *req, struct builder *b,
     else
         rc = ff_http_respond_json(req, 200, body);
     ff_log_info(ff_http_request_id(req), "token.issued", "sub=%s granted=%zu denied=%zu",
-                id->user.name, granted.n, denied.n);
+                id->name, granted.n, denied.n);
 out:
     json_decref(body);
     json_decref(claims);

@@ -10,10 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Token type prefix for user credentials (sessions and API tokens alike),
- * recognisable by secret scanners (ff_secret.h). */
-#define USER_TOKEN_PREFIX "ffu"
-
 static const char *role_name(enum role r)
 {
     return r == ROLE_ADMIN ? "admin" : "user";
@@ -88,16 +84,21 @@ int api_login(struct ff_http_request *req, struct builder *b, const struct ident
     struct login_body body;
     struct ff_err err;
     char *hash = NULL;
+    struct user u;
+    enum otp_outcome otp = OTP_NOT_NEEDED;
     int rc = decode_login(data, len, &root, &body, &err);
+    /* Something that cannot be a code is bad input, refused before
+     * anything is counted or spent. */
+    if (rc == 0 && body.otp != NULL)
+        rc = api_2fa_code_shape(body.otp, "otp", &err);
     if (rc != 0) {
-        json_decref(root);
-        return api_error_from(req, &err);
+        rc = api_error_from(req, &err);
+        goto out;
     }
     if (login_locked(req, b, body.username)) {
-        json_decref(root);
-        return 0;
+        rc = 0;
+        goto out;
     }
-    struct user u;
     rc = db_user_by_name(b->db, body.username, &u, &hash, &err);
     if (rc == FF_ENOTFOUND) {
         /* Spend the same time as for a real user, so timing does not say
@@ -112,28 +113,62 @@ int api_login(struct ff_http_request *req, struct builder *b, const struct ident
     ff_secret_free(hash);
     if (rc == FF_EAUTH) {
         api_audit(b, req, body.username, "login.failed", "reason=password");
-        json_decref(root);
-        return ff_http_respond_error(req, 401, "unauthorized", "%s", err.msg);
+        rc = ff_http_respond_error(req, 401, "unauthorized", "%s", err.msg);
+        goto out;
     }
+    /* The second factor is asked for only once the password is right. A
+     * missing code is not a failure (the client prompts and retries), so
+     * it is audited under its own event, which the lock-out does not
+     * count; a wrong code counts like a wrong password. */
+    if (rc == 0)
+        rc = api_2fa_login_check(req, b, &u, body.otp, &otp, &err);
     if (rc != 0) {
-        json_decref(root);
-        return api_error_from(req, &err);
+        rc = api_error_from(req, &err);
+        goto out;
     }
-    json_decref(root);
+    if (otp == OTP_MISSING) {
+        api_audit(b, req, u.name, "login.otp_required", "reason=otp_missing");
+        rc = ff_http_respond_error(req, 401, "otp_required", "two-factor code required");
+        goto out;
+    }
+    if (otp == OTP_WRONG) {
+        api_audit(b, req, u.name, "login.failed", "reason=otp");
+        rc = ff_http_respond_error(req, 401, "unauthorized", "two-factor code is wrong or "
+                                   "already used");
+        goto out;
+    }
     int64_t ttl = ff_conf_int(b->cfg.conf, "tokens", "session_ttl");
-    return token_issue(req, b, &u, "session", TOKEN_SESSION, (int64_t)time(NULL) + ttl,
-                       "login.ok");
+    rc = token_issue(req, b, &u, "session", TOKEN_SESSION, (int64_t)time(NULL) + ttl,
+                     "login.ok");
+out:
+    /* The password and code live in the parsed body: wipe them with it. */
+    if (body.password != NULL)
+        ff_secret_wipe((char *)body.password, strlen(body.password));
+    if (body.otp != NULL)
+        ff_secret_wipe((char *)body.otp, strlen(body.otp));
+    json_decref(root);
+    return rc;
 }
 
 int api_whoami(struct ff_http_request *req, struct builder *b, const struct identity *id)
 {
     (void)b;
-    json_t *body = json_pack("{s:I,s:s,s:s,s:I}", "id", (json_int_t)id->user.id, "name",
-                             id->user.name, "role", role_name(id->user.role), "token_id",
-                             (json_int_t)id->token_id);
-    if (body == NULL)
+    json_t *body = json_pack("{s:s,s:s}", "kind", identity_kind_name(id->kind), "name", id->name);
+    int rc = body != NULL ? 0 : -1;
+    if (rc == 0 && id->kind == ID_USER)
+        rc = json_object_update_new(body, json_pack("{s:I,s:s,s:I}", "id",
+                                                    (json_int_t)id->user.id, "role",
+                                                    role_name(id->user.role), "token_id",
+                                                    (json_int_t)id->token_id));
+    if (rc == 0 && id->kind == ID_DEVICE)
+        rc = json_object_set_new(body, "uuid", json_string(id->device_uuid));
+    if (rc == 0 && id->kind == ID_WORKER)
+        rc = json_object_set_new(body, "id", json_integer((json_int_t)id->worker_id));
+    if (rc != 0) {
+        json_decref(body);
         return ff_http_respond_error(req, 500, "internal", "out of memory");
-    int rc = ff_http_respond_json(req, 200, body);
+    }
+    rc = ff_http_respond_json(req, 200, body);
     json_decref(body);
     return rc;
 }

@@ -56,6 +56,93 @@ static const struct ff_db_migration db_migrations[] = {
         "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
         "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
         "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"},
+    {2, "ALTER TABLE users ADD COLUMN totp_secret TEXT;"
+        "ALTER TABLE users ADD COLUMN totp_enabled_at INTEGER;"
+        /* The last accepted TOTP time step: a code is good once. */
+        "ALTER TABLE users ADD COLUMN totp_last_step INTEGER;"
+        "CREATE TABLE recovery_codes("
+        "  id INTEGER PRIMARY KEY,"
+        "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+        "  hash TEXT NOT NULL UNIQUE,"
+        "  used_at INTEGER);"
+        "CREATE INDEX recovery_codes_user ON recovery_codes(user_id);"
+        "CREATE TABLE ssh_keys("
+        "  id INTEGER PRIMARY KEY,"
+        "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+        "  name TEXT NOT NULL,"
+        "  type TEXT NOT NULL,"
+        "  fingerprint TEXT NOT NULL UNIQUE,"
+        "  public_key TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL);"
+        "CREATE INDEX ssh_keys_user ON ssh_keys(user_id, id);"
+        "ALTER TABLE apps ADD COLUMN deploy_branch TEXT NOT NULL DEFAULT 'main';"
+        "ALTER TABLE apps ADD COLUMN target_release TEXT;"
+        "CREATE TABLE provisioning_keys("
+        "  id INTEGER PRIMARY KEY,"
+        "  app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,"
+        "  name TEXT NOT NULL,"
+        "  hash TEXT NOT NULL UNIQUE,"
+        "  created_by TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  expires_at INTEGER,"
+        "  max_uses INTEGER,"
+        "  uses INTEGER NOT NULL DEFAULT 0,"
+        "  revoked_at INTEGER);"
+        "CREATE INDEX provisioning_keys_app ON provisioning_keys(app_id, id);"
+        "CREATE TABLE devices("
+        "  id INTEGER PRIMARY KEY,"
+        "  uuid TEXT NOT NULL UNIQUE,"
+        "  app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,"
+        "  name TEXT NOT NULL,"
+        "  device_type TEXT NOT NULL,"
+        "  arch TEXT NOT NULL,"
+        "  key_hash TEXT NOT NULL UNIQUE,"
+        "  status TEXT,"
+        "  provisioning_key_id INTEGER,"
+        "  created_at INTEGER NOT NULL,"
+        "  last_seen_at INTEGER);"
+        "CREATE INDEX devices_app ON devices(app_id, id);"
+        "CREATE TABLE app_env("
+        "  app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,"
+        "  name TEXT NOT NULL,"
+        "  value TEXT NOT NULL,"
+        "  PRIMARY KEY (app_id, name)) WITHOUT ROWID;"
+        "CREATE TABLE device_env("
+        "  device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,"
+        "  name TEXT NOT NULL,"
+        "  value TEXT NOT NULL,"
+        "  PRIMARY KEY (device_id, name)) WITHOUT ROWID;"
+        "CREATE TABLE workers("
+        "  id INTEGER PRIMARY KEY,"
+        "  name TEXT NOT NULL,"
+        "  archs TEXT NOT NULL,"
+        "  key_hash TEXT NOT NULL UNIQUE,"
+        "  created_at INTEGER NOT NULL,"
+        "  revoked_at INTEGER,"
+        "  last_seen_at INTEGER);"
+        "CREATE TABLE worker_join_tokens("
+        "  id INTEGER PRIMARY KEY,"
+        "  hash TEXT NOT NULL UNIQUE,"
+        "  created_by TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  expires_at INTEGER NOT NULL,"
+        "  used_at INTEGER,"
+        "  worker_id INTEGER REFERENCES workers(id));"
+        "CREATE TABLE services("
+        "  name TEXT PRIMARY KEY,"
+        "  key_hash TEXT NOT NULL UNIQUE,"
+        "  created_at INTEGER NOT NULL);"
+        /* Jobs appear with build dispatch; the table exists now because a
+         * worker's push grant is "the repository of a job it holds". */
+        "CREATE TABLE jobs("
+        "  id INTEGER PRIMARY KEY,"
+        "  app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,"
+        "  arch TEXT NOT NULL,"
+        "  commit_id TEXT NOT NULL,"
+        "  state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),"
+        "  worker_id INTEGER REFERENCES workers(id),"
+        "  created_at INTEGER NOT NULL);"
+        "CREATE INDEX jobs_worker ON jobs(worker_id, state);"},
 };
 
 int db_open(const char *path, struct db **out, struct ff_err *err)
@@ -91,8 +178,7 @@ static int64_t now_s(void)
     return (int64_t)time(NULL);
 }
 
-/* Steps a write statement to its end; UNIQUE violations become FF_EEXIST. */
-static int step_done(struct db *db, sqlite3_stmt *st, const char *what, struct ff_err *err)
+int db_step_done(struct db *db, sqlite3_stmt *st, const char *what, struct ff_err *err)
 {
     int rc = ff_db_step(st, err);
     ff_db_finalize(db->db, st);
@@ -133,7 +219,7 @@ int db_user_create(struct db *db, const char *name, const char *password_hash, e
         ff_db_finalize(db->db, st);
         return rc;
     }
-    rc = step_done(db, st, "user", err);
+    rc = db_step_done(db, st, "user", err);
     if (rc == 0 && out_id != NULL)
         *out_id = ff_db_last_insert_id(db->db);
     return rc;
@@ -199,7 +285,7 @@ int db_token_create(struct db *db, int64_t user_id, const char *name, const char
         ff_db_finalize(db->db, st);
         return rc;
     }
-    rc = step_done(db, st, "token", err);
+    rc = db_step_done(db, st, "token", err);
     if (rc == 0 && out_id != NULL)
         *out_id = ff_db_last_insert_id(db->db);
     return rc;
@@ -238,11 +324,10 @@ int db_token_lookup(struct db *db, const char *hash_hex, int64_t now, struct use
         ff_db_finalize(db->db, st);
         return rc;
     }
-    return step_done(db, st, "token", err);
+    return db_step_done(db, st, "token", err);
 }
 
-/* A nullable integer column as JSON: null or the number. */
-static json_t *int_or_null(sqlite3_stmt *st, int col)
+json_t *db_json_int(sqlite3_stmt *st, int col)
 {
     if (sqlite3_column_type(st, col) == SQLITE_NULL)
         return json_null();
@@ -278,8 +363,8 @@ int db_token_list(struct db *db, int64_t user_id, int64_t after, int limit, json
                               "name", (const char *)sqlite3_column_text(st, 1), "kind",
                               (const char *)sqlite3_column_text(st, 2), "created_at",
                               (json_int_t)sqlite3_column_int64(st, 3), "expires_at",
-                              int_or_null(st, 4), "revoked_at", int_or_null(st, 5),
-                              "last_used_at", int_or_null(st, 6));
+                              db_json_int(st, 4), "revoked_at", db_json_int(st, 5),
+                              "last_used_at", db_json_int(st, 6));
         if (o == NULL || json_array_append_new(items, o) != 0)
             rc = ff_err_set(err, FF_ENOMEM, "db: out of memory");
         n++;
@@ -310,7 +395,7 @@ int db_token_revoke(struct db *db, int64_t user_id, int64_t id, int64_t now,
         ff_db_finalize(db->db, st);
         return rc;
     }
-    rc = step_done(db, st, "token", err);
+    rc = db_step_done(db, st, "token", err);
     if (rc == 0 && ff_db_changes(db->db) == 0)
         rc = ff_err_set(err, FF_ENOTFOUND, "token %lld not found or already revoked",
                         (long long)id);
@@ -342,7 +427,7 @@ int db_audit(struct db *db, const char *actor, const char *ip, const char *event
         ff_db_finalize(db->db, st);
         return rc;
     }
-    return step_done(db, st, "audit row", err);
+    return db_step_done(db, st, "audit row", err);
 }
 
 /* Runs a one-integer query on (actor, event, since). */
@@ -377,7 +462,7 @@ int db_audit_count(struct db *db, const char *actor, const char *event, int64_t 
 }
 
 /* A nullable text column as JSON: null or the string. */
-static json_t *text_or_null(sqlite3_stmt *st, int col)
+json_t *db_json_text(sqlite3_stmt *st, int col)
 {
     const char *v = (const char *)sqlite3_column_text(st, col);
     return v == NULL ? json_null() : json_string(v);
@@ -407,9 +492,9 @@ int db_audit_list(struct db *db, int64_t after, int limit, json_t **out, int64_t
         last = sqlite3_column_int64(st, 0);
         json_t *o = json_pack("{s:I,s:I,s:o,s:o,s:s,s:o}", "id", (json_int_t)last, "at",
                               (json_int_t)sqlite3_column_int64(st, 1), "actor",
-                              text_or_null(st, 2), "ip", text_or_null(st, 3), "event",
+                              db_json_text(st, 2), "ip", db_json_text(st, 3), "event",
                               (const char *)sqlite3_column_text(st, 4), "detail",
-                              text_or_null(st, 5));
+                              db_json_text(st, 5));
         if (o == NULL || json_array_append_new(items, o) != 0)
             rc = ff_err_set(err, FF_ENOMEM, "db: out of memory");
         n++;
@@ -442,33 +527,52 @@ int db_app_create(struct db *db, int64_t owner_id, const char *name, const char 
         ff_db_finalize(db->db, st);
         return rc;
     }
-    rc = step_done(db, st, "app", err);
+    rc = db_step_done(db, st, "app", err);
     if (rc == 0 && out_id != NULL)
         *out_id = ff_db_last_insert_id(db->db);
     return rc;
 }
 
-/* The JSON an app is shown as, from columns id, owner, name, archs,
- * created_at. */
+/* The columns app_json reads, in its order, from "apps a JOIN users u". */
+#define APP_COLUMNS "a.id, u.name, a.name, a.archs, a.created_at, a.deploy_branch, " \
+                    "a.target_release, a.owner_id"
+
+/* The JSON an app is shown as, from APP_COLUMNS. */
 static json_t *app_json(sqlite3_stmt *st)
 {
     const char *archs = (const char *)sqlite3_column_text(st, 3);
     json_t *a = json_loads(archs != NULL ? archs : "[]", 0, NULL);
     if (a == NULL)
         return NULL;
-    return json_pack("{s:I,s:s,s:s,s:o,s:I}", "id", (json_int_t)sqlite3_column_int64(st, 0),
-                     "owner", (const char *)sqlite3_column_text(st, 1), "name",
+    const char *release = (const char *)sqlite3_column_text(st, 6);
+    return json_pack("{s:I,s:s,s:s,s:o,s:I,s:s,s:o}", "id",
+                     (json_int_t)sqlite3_column_int64(st, 0), "owner",
+                     (const char *)sqlite3_column_text(st, 1), "name",
                      (const char *)sqlite3_column_text(st, 2), "archs", a, "created_at",
-                     (json_int_t)sqlite3_column_int64(st, 4));
+                     (json_int_t)sqlite3_column_int64(st, 4), "deploy_branch",
+                     (const char *)sqlite3_column_text(st, 5), "target_release",
+                     release != NULL ? json_string(release) : json_null());
+}
+
+/* Fills out (and *out_json when not NULL) from a row of APP_COLUMNS. */
+static int app_from_row(sqlite3_stmt *st, struct app *out, json_t **out_json,
+                        struct ff_err *err)
+{
+    out->id = sqlite3_column_int64(st, 0);
+    out->owner_id = sqlite3_column_int64(st, 7);
+    ff_strlcpy(out->owner, (const char *)sqlite3_column_text(st, 1), sizeof(out->owner));
+    ff_strlcpy(out->name, (const char *)sqlite3_column_text(st, 2), sizeof(out->name));
+    if (out_json != NULL && (*out_json = app_json(st)) == NULL)
+        return ff_err_set(err, FF_ENOMEM, "db: out of memory");
+    return 0;
 }
 
 int db_app_get(struct db *db, const char *owner, const char *name, struct app *out,
                json_t **out_json, struct ff_err *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = ff_db_prepare(db->db, "SELECT a.id, u.name, a.name, a.archs, a.created_at, "
-                           "a.owner_id FROM apps a JOIN users u ON u.id = a.owner_id "
-                           "WHERE u.name = ? AND a.name = ?", &st, err);
+    int rc = ff_db_prepare(db->db, "SELECT " APP_COLUMNS " FROM apps a JOIN users u ON "
+                           "u.id = a.owner_id WHERE u.name = ? AND a.name = ?", &st, err);
     if (rc == 0)
         rc = ff_db_bind_text(st, 1, owner, err);
     if (rc == 0)
@@ -477,37 +581,35 @@ int db_app_get(struct db *db, const char *owner, const char *name, struct app *o
         rc = ff_db_step(st, err);
     if (rc == 0)
         rc = ff_err_set(err, FF_ENOTFOUND, "app \"%s/%s\" not found", owner, name);
-    if (rc == 1) {
-        rc = 0;
-        out->id = sqlite3_column_int64(st, 0);
-        out->owner_id = sqlite3_column_int64(st, 5);
-        ff_strlcpy(out->owner, owner, sizeof(out->owner));
-        ff_strlcpy(out->name, name, sizeof(out->name));
-        if (out_json != NULL && (*out_json = app_json(st)) == NULL)
-            rc = ff_err_set(err, FF_ENOMEM, "db: out of memory");
-    }
+    if (rc == 1)
+        rc = app_from_row(st, out, out_json, err);
     ff_db_finalize(db->db, st);
     return rc;
 }
 
-int db_app_list(struct db *db, int64_t user_id, int64_t after, int limit, json_t **out,
-                int64_t *out_next, struct ff_err *err)
+int db_app_by_id(struct db *db, int64_t app_id, struct app *out, json_t **out_json,
+                 struct ff_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = ff_db_prepare(db->db, "SELECT " APP_COLUMNS " FROM apps a JOIN users u ON "
+                           "u.id = a.owner_id WHERE a.id = ?", &st, err);
+    if (rc == 0)
+        rc = ff_db_bind_int64(st, 1, app_id, err);
+    if (rc == 0)
+        rc = ff_db_step(st, err);
+    if (rc == 0)
+        rc = ff_err_set(err, FF_ENOTFOUND, "app %lld not found", (long long)app_id);
+    if (rc == 1)
+        rc = app_from_row(st, out, out_json, err);
+    ff_db_finalize(db->db, st);
+    return rc;
+}
+
+int db_page(struct db *db, sqlite3_stmt *st, int limit, db_row_fn row, json_t **out,
+            int64_t *out_next, struct ff_err *err)
 {
     json_t *items = json_array();
-    if (items == NULL)
-        return ff_err_set(err, FF_ENOMEM, "db: out of memory");
-    sqlite3_stmt *st = NULL;
-    int rc = ff_db_prepare(db->db, "SELECT a.id, u.name, a.name, a.archs, a.created_at "
-                           "FROM apps a JOIN users u ON u.id = a.owner_id WHERE a.id > ?1 AND "
-                           "(a.owner_id = ?2 OR EXISTS (SELECT 1 "
-                           "FROM app_members m WHERE m.app_id = a.id AND m.user_id = ?2)) "
-                           "ORDER BY a.id LIMIT ?3", &st, err);
-    if (rc == 0)
-        rc = ff_db_bind_int64(st, 1, after, err);
-    if (rc == 0)
-        rc = ff_db_bind_int64(st, 2, user_id, err);
-    if (rc == 0)
-        rc = ff_db_bind_int64(st, 3, (int64_t)limit + 1, err);
+    int rc = items != NULL ? 0 : ff_err_set(err, FF_ENOMEM, "db: out of memory");
     int64_t next = 0, last = 0;
     int n = 0;
     while (rc == 0 && (rc = ff_db_step(st, err)) == 1) {
@@ -517,7 +619,7 @@ int db_app_list(struct db *db, int64_t user_id, int64_t after, int limit, json_t
             break;
         }
         last = sqlite3_column_int64(st, 0);
-        json_t *o = app_json(st);
+        json_t *o = row(st);
         if (o == NULL || json_array_append_new(items, o) != 0)
             rc = ff_err_set(err, FF_ENOMEM, "db: out of memory");
         n++;
@@ -532,6 +634,28 @@ int db_app_list(struct db *db, int64_t user_id, int64_t after, int limit, json_t
     return 0;
 }
 
+int db_app_list(struct db *db, int64_t user_id, int64_t after, int limit, json_t **out,
+                int64_t *out_next, struct ff_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = ff_db_prepare(db->db, "SELECT " APP_COLUMNS " FROM apps a JOIN users u ON "
+                           "u.id = a.owner_id WHERE a.id > ?1 AND "
+                           "(a.owner_id = ?2 OR EXISTS (SELECT 1 "
+                           "FROM app_members m WHERE m.app_id = a.id AND m.user_id = ?2)) "
+                           "ORDER BY a.id LIMIT ?3", &st, err);
+    if (rc == 0)
+        rc = ff_db_bind_int64(st, 1, after, err);
+    if (rc == 0)
+        rc = ff_db_bind_int64(st, 2, user_id, err);
+    if (rc == 0)
+        rc = ff_db_bind_int64(st, 3, (int64_t)limit + 1, err);
+    if (rc != 0) {
+        ff_db_finalize(db->db, st);
+        return rc;
+    }
+    return db_page(db, st, limit, app_json, out, out_next, err);
+}
+
 int db_app_delete(struct db *db, int64_t app_id, struct ff_err *err)
 {
     sqlite3_stmt *st = NULL;
@@ -542,7 +666,7 @@ int db_app_delete(struct db *db, int64_t app_id, struct ff_err *err)
         ff_db_finalize(db->db, st);
         return rc;
     }
-    rc = step_done(db, st, "app", err);
+    rc = db_step_done(db, st, "app", err);
     if (rc == 0 && ff_db_changes(db->db) == 0)
         rc = ff_err_set(err, FF_ENOTFOUND, "app %lld not found", (long long)app_id);
     return rc;
@@ -565,28 +689,77 @@ int db_member_set(struct db *db, int64_t app_id, int64_t user_id, enum member_ro
         ff_db_finalize(db->db, st);
         return rc;
     }
-    return step_done(db, st, "member", err);
+    return db_step_done(db, st, "member", err);
 }
 
-int db_app_readable(struct db *db, int64_t user_id, const char *owner, const char *name,
-                    bool *out, struct ff_err *err)
+int db_app_access(struct db *db, int64_t app_id, int64_t user_id, enum app_access *out,
+                  struct ff_err *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = ff_db_prepare(db->db, "SELECT 1 FROM apps a JOIN users u ON u.id = a.owner_id "
-                           "WHERE u.name = ?1 AND a.name = ?2 AND (a.owner_id = ?3 OR EXISTS "
-                           "(SELECT 1 FROM app_members m WHERE m.app_id = a.id AND "
-                           "m.user_id = ?3))", &st, err);
+    int rc = ff_db_prepare(db->db, "SELECT CASE WHEN a.owner_id = ?2 THEN 'owner' ELSE "
+                           "(SELECT m.role FROM app_members m WHERE m.app_id = a.id AND "
+                           "m.user_id = ?2) END FROM apps a WHERE a.id = ?1", &st, err);
     if (rc == 0)
-        rc = ff_db_bind_text(st, 1, owner, err);
+        rc = ff_db_bind_int64(st, 1, app_id, err);
     if (rc == 0)
-        rc = ff_db_bind_text(st, 2, name, err);
-    if (rc == 0)
-        rc = ff_db_bind_int64(st, 3, user_id, err);
+        rc = ff_db_bind_int64(st, 2, user_id, err);
     if (rc == 0)
         rc = ff_db_step(st, err);
+    *out = APP_NONE;
+    if (rc == 1) {
+        const char *r = (const char *)sqlite3_column_text(st, 0);
+        if (r != NULL && strcmp(r, "owner") == 0)
+            *out = APP_OWNER;
+        else if (r != NULL && strcmp(r, "developer") == 0)
+            *out = APP_DEVELOPER;
+        else if (r != NULL && strcmp(r, "viewer") == 0)
+            *out = APP_VIEWER;
+    }
     ff_db_finalize(db->db, st);
-    if (rc < 0)
+    return rc < 0 ? rc : 0;
+}
+
+static json_t *member_json(sqlite3_stmt *st)
+{
+    return json_pack("{s:s,s:s}", "user", (const char *)sqlite3_column_text(st, 1), "role",
+                     (const char *)sqlite3_column_text(st, 2));
+}
+
+int db_member_list(struct db *db, int64_t app_id, int64_t after, int limit, json_t **out,
+                   int64_t *out_next, struct ff_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = ff_db_prepare(db->db, "SELECT u.id, u.name, m.role FROM app_members m JOIN users u "
+                           "ON u.id = m.user_id WHERE m.app_id = ? AND u.id > ? ORDER BY u.id "
+                           "LIMIT ?", &st, err);
+    if (rc == 0)
+        rc = ff_db_bind_int64(st, 1, app_id, err);
+    if (rc == 0)
+        rc = ff_db_bind_int64(st, 2, after, err);
+    if (rc == 0)
+        rc = ff_db_bind_int64(st, 3, (int64_t)limit + 1, err);
+    if (rc != 0) {
+        ff_db_finalize(db->db, st);
         return rc;
-    *out = rc == 1;
-    return 0;
+    }
+    return db_page(db, st, limit, member_json, out, out_next, err);
+}
+
+int db_member_delete(struct db *db, int64_t app_id, int64_t user_id, struct ff_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = ff_db_prepare(db->db, "DELETE FROM app_members WHERE app_id = ? AND user_id = ?",
+                           &st, err);
+    if (rc == 0)
+        rc = ff_db_bind_int64(st, 1, app_id, err);
+    if (rc == 0)
+        rc = ff_db_bind_int64(st, 2, user_id, err);
+    if (rc != 0) {
+        ff_db_finalize(db->db, st);
+        return rc;
+    }
+    rc = db_step_done(db, st, "member", err);
+    if (rc == 0 && ff_db_changes(db->db) == 0)
+        rc = ff_err_set(err, FF_ENOTFOUND, "no such member of the app");
+    return rc;
 }

@@ -33,11 +33,18 @@ static unsigned allowed_actions(const struct grant_subject *s, const char *type,
     if (strcmp(type, FF_SCOPE_TYPE_REPOSITORY) != 0)
         return 0;
     if (strncmp(name, LIBRARY_PREFIX, strlen(LIBRARY_PREFIX)) == 0 &&
-        name[strlen(LIBRARY_PREFIX)] != '\0')
-        return s->admin ? FF_ACTION_PULL | FF_ACTION_PUSH : FF_ACTION_PULL;
+        name[strlen(LIBRARY_PREFIX)] != '\0') {
+        if (s->admin)
+            return FF_ACTION_PULL | FF_ACTION_PUSH;
+        return s->library_pull ? FF_ACTION_PULL : 0;
+    }
     char owner[USER_NAME_MAX + 1], app[APP_NAME_MAX + 1];
-    if (s->can_pull_app != NULL && app_repo_split(name, owner, app) &&
-        s->can_pull_app(s->ctx, owner, app))
+    if (!app_repo_split(name, owner, app))
+        return 0;
+    /* The only push outside library/: a worker's own job's repository. */
+    if (s->can_push_app != NULL && s->can_push_app(s->ctx, owner, app))
+        return FF_ACTION_PULL | FF_ACTION_PUSH;
+    if (s->can_pull_app != NULL && s->can_pull_app(s->ctx, owner, app))
         return FF_ACTION_PULL;
     return 0;
 }

@@ -3,6 +3,7 @@
  *
  *   ff-builder -f builder.ini [-d] [-n]            serve the API (-n: check config)
  *   ff-builder -f builder.ini init [--admin NAME]  create the first admin
+ *   ff-builder -f builder.ini service-key gitd     (re)issue ff-gitd's key
  *   ff-builder pki-init --dir DIR [--name NAME]... bootstrap the farm's keys
  *
  * Start-up order: read the configuration, the TLS key and the token-signing
@@ -34,11 +35,14 @@ static void usage(FILE *out)
     (void)fprintf(out,
             "usage: ff-builder -f FILE [-d] [-n]            serve (-n: check config, exit)\n"
             "       ff-builder -f FILE init [--admin NAME]  create the first admin\n"
+            "       ff-builder -f FILE service-key gitd     issue ff-gitd's service key\n"
             "       ff-builder [-d] pki-init --dir DIR [--name NAME]...\n"
             "\n"
             "  init       create the first admin with a random password and an API\n"
             "             token, printed once as FF_ADMIN_USER=, FF_ADMIN_PASSWORD= and\n"
             "             FF_ADMIN_TOKEN= lines; refused (exit 3) when an admin exists.\n"
+            "  service-key  issue the service key of ff-gitd, printed once as\n"
+            "             FF_GITD_KEY=; a new key replaces (revokes) the previous one.\n"
             "  pki-init   create whatever is missing in DIR: a private CA, a server\n"
             "             certificate for 127.0.0.1, ::1, localhost and every NAME, the\n"
             "             registry-token key pair and the image-signing key pair.\n"
@@ -208,7 +212,7 @@ static int admin_create(struct builder *b, const char *name, struct ff_err *err)
     if (rc == 0)
         rc = ff_secret_password_hash(password, &pw_hash, err);
     if (rc == 0)
-        rc = ff_secret_token_new("ffu", &token, token_hash, err);
+        rc = ff_secret_token_new(USER_TOKEN_PREFIX, &token, token_hash, err);
     if (rc == 0)
         rc = ff_db_begin(db_handle(b->db), err);
     if (rc == 0) {
@@ -257,6 +261,44 @@ static int cmd_init(struct builder *b, int argc, char **argv)
     return 0;
 }
 
+/* Issues a new key for service name, replacing any previous one, and
+ * prints it once. */
+static int service_key_issue(struct builder *b, const char *name, struct ff_err *err)
+{
+    char *key = NULL;
+    char hash[FF_SECRET_HASH_HEX_SIZE];
+    int rc = ff_secret_token_new(SERVICE_KEY_PREFIX, &key, hash, err);
+    if (rc == 0)
+        rc = db_service_key_set(b->db, name, hash, err);
+    if (rc == 0)
+        rc = db_audit(b->db, NULL, NULL, "service.key", name, err);
+    if (rc == 0) {
+        printf("FF_GITD_KEY=%s\n", key);
+        if (fflush(stdout) != 0)
+            rc = ff_err_set(err, FF_EIO, "cannot write the key to stdout");
+    }
+    ff_secret_free(key);
+    return rc;
+}
+
+static int cmd_service_key(struct builder *b, int argc, char **argv)
+{
+    if (argc != 2 || strcmp(argv[1], SERVICE_GITD) != 0) {
+        (void)fprintf(stderr, "ff-builder: service-key: the one service is \"%s\"\n",
+                      SERVICE_GITD);
+        return 2;
+    }
+    struct ff_err err;
+    const struct ff_conf *c = b->cfg.conf;
+    if (ff_daemon_drop_privileges(ff_conf_string(c, "server", "user"), &err) != 0 ||
+        db_open(ff_conf_string(c, "storage", "db"), &b->db, &err) != 0 ||
+        service_key_issue(b, argv[1], &err) != 0) {
+        (void)fprintf(stderr, "ff-builder: service-key: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct ff_daemon_opts opts;
@@ -281,6 +323,8 @@ int main(int argc, char **argv)
         rc = cmd_serve(&b, opts.check_only);
     else if (strcmp(cmd, "init") == 0)
         rc = cmd_init(&b, opts.argc, opts.argv);
+    else if (strcmp(cmd, "service-key") == 0)
+        rc = cmd_service_key(&b, opts.argc, opts.argv);
     else {
         (void)fprintf(stderr, "ff-builder: unknown command \"%s\"\n", cmd);
         usage(stderr);

@@ -18,8 +18,9 @@
 
 enum route_auth {
     AUTH_NONE,   /* anonymous: login, health */
-    AUTH_BEARER, /* /v1: Authorization: Bearer <token> */
-    AUTH_BASIC   /* /v2/token: Basic user:<token> */
+    AUTH_BEARER, /* /v1: Authorization: Bearer <secret of an identity> */
+    AUTH_BASIC,  /* /v2/token: Basic <identity name>:<secret> */
+    AUTH_KEY     /* the handler checks a provisioning key or join token */
 };
 
 typedef int (*api_fn)(struct ff_http_request *req, struct builder *b,
@@ -30,6 +31,7 @@ struct route {
     const char *pattern;
     api_fn fn;
     enum route_auth auth;
+    unsigned kinds; /* identity kinds admitted (AUTH_BEARER, AUTH_BASIC) */
     uint64_t max_body;
 };
 
@@ -40,22 +42,65 @@ static int healthz(struct ff_http_request *req, struct builder *b, const struct 
     return ff_http_respond_bytes(req, 200, "text/plain", "ok\n", 3);
 }
 
+#define U ID_USER
+#define D ID_DEVICE
+#define ANY (ID_USER | ID_DEVICE | ID_WORKER | ID_SERVICE)
+
+/* Every route and the identity kinds that may call it; a handler then
+ * decides per object (which app, which device). Nothing is reachable by
+ * a kind not listed here. */
 static const struct route routes[] = {
-    {"GET", "/healthz", healthz, AUTH_NONE, 0},
-    {"POST", "/v1/login", api_login, AUTH_NONE, BODY_MAX},
-    {"GET", "/v1/whoami", api_whoami, AUTH_BEARER, 0},
-    {"POST", "/v1/users", api_user_create, AUTH_BEARER, BODY_MAX},
-    {"POST", "/v1/tokens", api_token_create, AUTH_BEARER, BODY_MAX},
-    {"GET", "/v1/tokens", api_token_list, AUTH_BEARER, 0},
-    {"DELETE", "/v1/tokens/{id}", api_token_revoke, AUTH_BEARER, 0},
-    {"GET", "/v1/audit", api_audit_list, AUTH_BEARER, 0},
-    {"POST", "/v1/apps", api_app_create, AUTH_BEARER, BODY_MAX},
-    {"GET", "/v1/apps", api_app_list, AUTH_BEARER, 0},
-    {"GET", "/v1/apps/{owner}/{name}", api_app_get, AUTH_BEARER, 0},
-    {"DELETE", "/v1/apps/{owner}/{name}", api_app_delete, AUTH_BEARER, 0},
-    {"PUT", "/v1/apps/{owner}/{name}/members/{user}", api_member_put, AUTH_BEARER, BODY_MAX},
-    {"GET", "/v2/token", api_registry_token, AUTH_BASIC, 0},
+    {"GET", "/healthz", healthz, AUTH_NONE, 0, 0},
+    {"POST", "/v1/login", api_login, AUTH_NONE, 0, BODY_MAX},
+    {"GET", "/v1/whoami", api_whoami, AUTH_BEARER, ANY, 0},
+    {"POST", "/v1/users", api_user_create, AUTH_BEARER, U, BODY_MAX},
+    {"POST", "/v1/tokens", api_token_create, AUTH_BEARER, U, BODY_MAX},
+    {"GET", "/v1/tokens", api_token_list, AUTH_BEARER, U, 0},
+    {"DELETE", "/v1/tokens/{id}", api_token_revoke, AUTH_BEARER, U, 0},
+    {"POST", "/v1/2fa/enrol", api_2fa_enrol, AUTH_BEARER, U, BODY_MAX},
+    {"POST", "/v1/2fa/confirm", api_2fa_confirm, AUTH_BEARER, U, BODY_MAX},
+    {"POST", "/v1/2fa/disable", api_2fa_disable, AUTH_BEARER, U, BODY_MAX},
+    {"POST", "/v1/keys", api_key_add, AUTH_BEARER, U, BODY_MAX},
+    {"GET", "/v1/keys", api_key_list, AUTH_BEARER, U, 0},
+    {"GET", "/v1/keys/lookup", api_key_lookup, AUTH_BEARER, ID_SERVICE, 0},
+    {"DELETE", "/v1/keys/{id}", api_key_delete, AUTH_BEARER, U, 0},
+    {"GET", "/v1/audit", api_audit_list, AUTH_BEARER, U, 0},
+    {"POST", "/v1/apps", api_app_create, AUTH_BEARER, U, BODY_MAX},
+    {"GET", "/v1/apps", api_app_list, AUTH_BEARER, U, 0},
+    {"GET", "/v1/apps/{owner}/{name}", api_app_get, AUTH_BEARER, U | D, 0},
+    {"DELETE", "/v1/apps/{owner}/{name}", api_app_delete, AUTH_BEARER, U, 0},
+    {"GET", "/v1/apps/{owner}/{name}/members", api_member_list, AUTH_BEARER, U, 0},
+    {"PUT", "/v1/apps/{owner}/{name}/members/{user}", api_member_put, AUTH_BEARER, U, BODY_MAX},
+    {"DELETE", "/v1/apps/{owner}/{name}/members/{user}", api_member_delete, AUTH_BEARER, U, 0},
+    {"POST", "/v1/apps/{owner}/{name}/provisioning-keys", api_provision_create, AUTH_BEARER, U,
+     BODY_MAX},
+    {"GET", "/v1/apps/{owner}/{name}/provisioning-keys", api_provision_list, AUTH_BEARER, U, 0},
+    {"DELETE", "/v1/apps/{owner}/{name}/provisioning-keys/{id}", api_provision_revoke,
+     AUTH_BEARER, U, 0},
+    {"GET", "/v1/apps/{owner}/{name}/devices", api_device_list, AUTH_BEARER, U, 0},
+    {"GET", "/v1/apps/{owner}/{name}/env", api_app_env_list, AUTH_BEARER, U | D, 0},
+    {"PUT", "/v1/apps/{owner}/{name}/env/{var}", api_app_env_set, AUTH_BEARER, U, BODY_MAX},
+    {"DELETE", "/v1/apps/{owner}/{name}/env/{var}", api_app_env_delete, AUTH_BEARER, U, 0},
+    {"GET", "/v1/apps/{owner}/{name}/access", api_git_access, AUTH_BEARER, ID_SERVICE, 0},
+    {"POST", "/v1/apps/{owner}/{name}/builds", api_build_start, AUTH_BEARER, ID_SERVICE,
+     BODY_MAX},
+    {"POST", "/v1/devices", api_device_register, AUTH_KEY, 0, BODY_MAX},
+    {"GET", "/v1/devices/{uuid}", api_device_get, AUTH_BEARER, U | D, 0},
+    {"PATCH", "/v1/devices/{uuid}", api_device_update, AUTH_BEARER, U | D, BODY_MAX},
+    {"DELETE", "/v1/devices/{uuid}", api_device_delete, AUTH_BEARER, U, 0},
+    {"GET", "/v1/devices/{uuid}/env", api_device_env_list, AUTH_BEARER, U | D, 0},
+    {"PUT", "/v1/devices/{uuid}/env/{var}", api_device_env_set, AUTH_BEARER, U, BODY_MAX},
+    {"DELETE", "/v1/devices/{uuid}/env/{var}", api_device_env_delete, AUTH_BEARER, U, 0},
+    {"POST", "/v1/workers/join-tokens", api_join_token_create, AUTH_BEARER, U, BODY_MAX},
+    {"POST", "/v1/workers/join", api_worker_join, AUTH_KEY, 0, BODY_MAX},
+    {"GET", "/v1/workers", api_worker_list, AUTH_BEARER, U, 0},
+    {"DELETE", "/v1/workers/{id}", api_worker_revoke, AUTH_BEARER, U, 0},
+    {"GET", "/v2/token", api_registry_token, AUTH_BASIC, ANY, 0},
 };
+
+#undef U
+#undef D
+#undef ANY
 
 int api_error_from(struct ff_http_request *req, const struct ff_err *err)
 {
@@ -121,6 +166,29 @@ int api_respond_page(struct ff_http_request *req, json_t *items, int64_t next)
     return rc;
 }
 
+int api_respond_secret(struct ff_http_request *req, json_t *out, const char *field,
+                               const char *secret)
+{
+    if (json_object_set_new(out, field, json_string(secret)) != 0) {
+        json_decref(out);
+        return ff_http_respond_error(req, 500, "internal", "out of memory");
+    }
+    int rc = ff_http_respond_json(req, 201, out);
+    char *copy = (char *)json_string_value(json_object_get(out, field));
+    if (copy != NULL)
+        ff_secret_wipe(copy, strlen(copy));
+    json_decref(out);
+    return rc;
+}
+
+bool api_path_id(struct ff_http_request *req, int64_t *out)
+{
+    if (ff_parse_i64(ff_http_request_param(req, "id"), 1, INT64_MAX, out) == 0)
+        return true;
+    ff_http_respond_error(req, 400, "invalid", "id must be a positive integer");
+    return false;
+}
+
 /* Adds the RateLimit-* headers of res (draft-ietf-httpapi-ratelimit-headers). */
 static void rate_headers(struct ff_http_request *req, const struct ff_ratelimit_result *res)
 {
@@ -153,20 +221,9 @@ static bool rate_check(struct ff_ratelimit *rl, struct ff_http_request *req, con
     return false;
 }
 
-/* Looks token up: *id is its user when it is live. */
-static int token_identity(struct builder *b, const char *token, struct identity *id,
-                          struct ff_err *err)
-{
-    char hash[FF_SECRET_HASH_HEX_SIZE];
-    ff_secret_token_hash(token, hash);
-    if (hash[0] == '\0')
-        return ff_err_set(err, FF_ENOMEM, "out of memory hashing a token");
-    return db_token_lookup(b->db, hash, (int64_t)time(NULL), &id->user, &id->token_id, err);
-}
-
-/* Authorization: Basic base64(user:token). The password must be a session
- * or API token of that same user, never the account password, so that a
- * second factor on login cannot be bypassed through the registry. */
+/* Authorization: Basic base64(name:secret). The password must be a
+ * credential of that same identity, never a user's account password, so
+ * that a second factor on login cannot be bypassed through the registry. */
 static int basic_identity(struct builder *b, const char *header, struct identity *id,
                           struct ff_err *err)
 {
@@ -188,17 +245,63 @@ static int basic_identity(struct builder *b, const char *header, struct identity
     int rc;
     char *colon = strchr(text, ':');
     if (colon == NULL || strlen(text) != n) {
-        rc = ff_err_set(err, FF_EAUTH, "credentials must be user:token");
+        rc = ff_err_set(err, FF_EAUTH, "credentials must be name:secret");
         goto out;
     }
     *colon = '\0';
-    rc = token_identity(b, colon + 1, id, err);
-    if (rc == 0 && strcmp(id->user.name, text) != 0)
-        rc = ff_err_set(err, FF_EAUTH, "token does not belong to user \"%s\"", id->user.name);
+    rc = identity_from_secret(b, colon + 1, id, err);
+    if (rc == 0 && strcmp(id->name, text) != 0)
+        rc = ff_err_set(err, FF_EAUTH, "the secret does not belong to \"%s\"", id->name);
 out:
     ff_secret_wipe(text, n);
     free(text);
     return rc;
+}
+
+const char *api_bearer(struct ff_http_request *req)
+{
+    const char *header = ff_http_request_header(req, "Authorization");
+    if (header == NULL || strncasecmp(header, "Bearer ", 7) != 0)
+        return NULL;
+    return header + 7;
+}
+
+/* Authenticates req as route rt needs; on false it has been answered. */
+static bool authenticate(struct ff_http_request *req, struct builder *b,
+                         const struct route *rt, struct identity *id)
+{
+    const char *header = ff_http_request_header(req, "Authorization");
+    struct ff_err err;
+    ff_err_clear(&err);
+    int rc;
+    if (header == NULL)
+        rc = ff_err_set(&err, FF_EAUTH, "authentication required");
+    else if (rt->auth == AUTH_BASIC)
+        rc = basic_identity(b, header, id, &err);
+    else if (api_bearer(req) == NULL)
+        rc = ff_err_set(&err, FF_EAUTH, "expected a Bearer token");
+    else
+        rc = identity_from_secret(b, api_bearer(req), id, &err);
+    if (rc == FF_EAUTH) {
+        ff_log_info(ff_http_request_id(req), "auth.refused", "ip=%s reason=%s",
+                    ff_http_request_ip(req), err.msg);
+        ff_http_response_header(req, "WWW-Authenticate", rt->auth == AUTH_BASIC ?
+                                "Basic realm=\"ff-builder\"" : "Bearer realm=\"ff-builder\"");
+        ff_http_respond_error(req, 401, "unauthorized", "%s", err.msg);
+        return false;
+    }
+    if (rc != 0) {
+        api_error_from(req, &err);
+        return false;
+    }
+    if (!(rt->kinds & (unsigned)id->kind)) {
+        ff_log_info(ff_http_request_id(req), "auth.wrong_kind", "who=%s kind=%s route=%s",
+                    id->name, identity_kind_name(id->kind), rt->pattern);
+        ff_http_respond_error(req, 403, "denied", "%s credentials may not use %s %s",
+                              identity_kind_name(id->kind), rt->method, rt->pattern);
+        return false;
+    }
+    return rate_check(b->rl_identity, req, id->name, "identity", true);
 }
 
 static int dispatch(struct ff_http_request *req)
@@ -214,35 +317,15 @@ static int dispatch(struct ff_http_request *req)
     if (rt == NULL)
         FF_BUG("dispatch: a registered route is missing from the table");
     const char *ip = ff_http_request_ip(req);
-    if (!rate_check(b->rl_ip, req, ip, "address", rt->auth == AUTH_NONE))
+    bool has_id = rt->auth == AUTH_BEARER || rt->auth == AUTH_BASIC;
+    /* Identity routes carry the identity's RateLimit-* headers instead. */
+    if (!rate_check(b->rl_ip, req, ip, "address", !has_id))
         return 0;
     struct identity id;
     memset(&id, 0, sizeof(id));
-    if (rt->auth != AUTH_NONE) {
-        const char *header = ff_http_request_header(req, "Authorization");
-        struct ff_err err;
-        ff_err_clear(&err);
-        int rc;
-        if (header == NULL)
-            rc = ff_err_set(&err, FF_EAUTH, "authentication required");
-        else if (rt->auth == AUTH_BASIC)
-            rc = basic_identity(b, header, &id, &err);
-        else if (strncasecmp(header, "Bearer ", 7) != 0)
-            rc = ff_err_set(&err, FF_EAUTH, "expected a Bearer token");
-        else
-            rc = token_identity(b, header + 7, &id, &err);
-        if (rc == FF_EAUTH) {
-            ff_log_info(ff_http_request_id(req), "auth.refused", "ip=%s reason=%s", ip, err.msg);
-            ff_http_response_header(req, "WWW-Authenticate", rt->auth == AUTH_BASIC ?
-                                    "Basic realm=\"ff-builder\"" : "Bearer realm=\"ff-builder\"");
-            return ff_http_respond_error(req, 401, "unauthorized", "%s", err.msg);
-        }
-        if (rc != 0)
-            return api_error_from(req, &err);
-        if (!rate_check(b->rl_identity, req, id.user.name, "identity", true))
-            return 0;
-    }
-    return rt->fn(req, b, rt->auth == AUTH_NONE ? NULL : &id);
+    if (has_id && !authenticate(req, b, rt, &id))
+        return 0;
+    return rt->fn(req, b, has_id ? &id : NULL);
 }
 
 int routes_register(struct builder *b, struct ff_err *err)

@@ -50,5 +50,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         member.role != MEMBER_DEVELOPER && member.role != MEMBER_VIEWER)
         abort();
     json_decref(root);
+    struct provision_body prov;
+    if (decode_provision(s, size, &root, &prov, NULL) == 0 &&
+        (prov.expires_in < 0 || prov.expires_in > PROVISION_TTL_MAX || prov.max_uses < 0 ||
+         prov.max_uses > PROVISION_USES_MAX))
+        abort();
+    json_decref(root);
+    struct device_body dev;
+    if (decode_device(s, size, &root, &dev, NULL) == 0 &&
+        ((dev.uuid != NULL && device_uuid_check(dev.uuid, NULL) != 0) ||
+         arch_check(dev.arch, NULL) != 0 || strlen(dev.name) > DEVICE_NAME_MAX))
+        abort();
+    json_decref(root);
+    struct device_update_body upd;
+    if (decode_device_update(s, size, &root, &upd, NULL) == 0 && upd.name == NULL &&
+        upd.status == NULL)
+        abort();
+    json_decref(root);
+    struct env_body env;
+    if (decode_env(s, size, &root, &env, NULL) == 0 && strlen(env.value) > ENV_VALUE_MAX)
+        abort();
+    json_decref(root);
+    struct join_token_body join;
+    if (decode_join_token(s, size, &root, &join, NULL) == 0 &&
+        (join.expires_in < 60 || join.expires_in > JOIN_TOKEN_TTL_MAX))
+        abort();
+    json_decref(root);
+    struct worker_join_body worker;
+    if (decode_worker_join(s, size, &root, &worker, NULL) == 0) {
+        for (size_t i = 0; i < worker.n_archs; i++) {
+            if (arch_check(worker.archs[i], NULL) != 0)
+                abort();
+        }
+    }
+    json_decref(root);
     return 0;
 }

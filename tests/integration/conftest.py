@@ -335,3 +335,24 @@ def cert_dir(tls_cert, tmp_path):
     d.mkdir()
     shutil.copy(tls_cert.ca, d / "ca.crt")
     return d
+
+
+@pytest.fixture
+def builder(daemons, tls_cert, tmp_path):
+    """A started ff-builder (builderlib.Builder) with its admin credentials."""
+    from builderlib import start_builder
+    return start_builder(daemons, tls_cert, tmp_path)
+
+
+@pytest.fixture
+def registry_behind_builder(builder, daemons, tls_cert, tmp_path):
+    """An ff-registry whose token realm is the builder under test."""
+    port = free_port()
+    config = tmp_path / "registry.ini"
+    config.write_text(
+        f"[server]\nport = {port}\ncert = {tls_cert.cert}\nkey = {tls_cert.key}\n"
+        f"shutdown_grace = 5\n[storage]\nroot = {tmp_path / 'store'}\n"
+        f"[auth]\nrealm = {builder.realm}\npublic_key = {tls_cert.token_pub}\n")
+    daemons.start("ff-registry", [bin_path("ff-registry"), "-f", config], port=port,
+                  ca=tls_cert.ca)
+    return f"127.0.0.1:{port}"

@@ -4,9 +4,7 @@ raw HTTPS requests for the protocol corners skopeo does not reach."""
 import hashlib
 import json
 import os
-import subprocess
 
-import pytest
 
 from conftest import run
 

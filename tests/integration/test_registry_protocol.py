@@ -7,7 +7,6 @@ import hmac
 import json
 import socket
 import ssl
-import subprocess
 import time
 
 import jwt

@@ -67,7 +67,7 @@ static void test_migrations_reopen(void **state)
     assert_int_equal(ff_db_prepare(db_handle(f->db), "SELECT max(version) FROM "
                                    "schema_migrations", &st, &err), 0);
     assert_int_equal(ff_db_step(st, &err), 1);
-    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
     ff_db_finalize(db_handle(f->db), st);
 }
 
@@ -169,15 +169,24 @@ static void test_apps(void **state)
     assert_int_equal(db_user_create(f->db, "carol", HASH, ROLE_USER, &carol, &err), 0);
     assert_int_equal(db_app_create(f->db, bob, "web", "[\"amd64\"]", &app, &err), 0);
     assert_int_equal(db_app_create(f->db, bob, "web", "[\"amd64\"]", NULL, &err), FF_EEXIST);
-    bool ok = false;
-    assert_int_equal(db_app_readable(f->db, bob, "bob", "web", &ok, &err), 0);
-    assert_true(ok);
-    assert_int_equal(db_app_readable(f->db, carol, "bob", "web", &ok, &err), 0);
-    assert_false(ok);
+    enum app_access acc = APP_NONE;
+    assert_int_equal(db_app_access(f->db, app, bob, &acc, &err), 0);
+    assert_int_equal(acc, APP_OWNER);
+    assert_int_equal(db_app_access(f->db, app, carol, &acc, &err), 0);
+    assert_int_equal(acc, APP_NONE);
     assert_int_equal(db_member_set(f->db, app, carol, MEMBER_VIEWER, &err), 0);
+    assert_int_equal(db_app_access(f->db, app, carol, &acc, &err), 0);
+    assert_int_equal(acc, APP_VIEWER);
     assert_int_equal(db_member_set(f->db, app, carol, MEMBER_DEVELOPER, &err), 0);
-    assert_int_equal(db_app_readable(f->db, carol, "bob", "web", &ok, &err), 0);
-    assert_true(ok);
+    assert_int_equal(db_app_access(f->db, app, carol, &acc, &err), 0);
+    assert_int_equal(acc, APP_DEVELOPER);
+    json_t *members = NULL;
+    int64_t mnext = 0;
+    assert_int_equal(db_member_list(f->db, app, 0, 10, &members, &mnext, &err), 0);
+    assert_int_equal(json_array_size(members), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(members, 0), "role")),
+                        "developer");
+    json_decref(members);
     json_t *items = NULL;
     int64_t next = 0;
     assert_int_equal(db_app_list(f->db, carol, 0, 10, &items, &next, &err), 0);
@@ -191,8 +200,8 @@ static void test_apps(void **state)
     assert_int_equal(db_app_get(f->db, "carol", "web", &a, NULL, &err), FF_ENOTFOUND);
     assert_int_equal(db_app_delete(f->db, app, &err), 0);
     assert_int_equal(db_app_delete(f->db, app, &err), FF_ENOTFOUND);
-    assert_int_equal(db_app_readable(f->db, carol, "bob", "web", &ok, &err), 0);
-    assert_false(ok);
+    assert_int_equal(db_app_access(f->db, app, carol, &acc, &err), 0);
+    assert_int_equal(acc, APP_NONE);
 }
 
 int main(void)

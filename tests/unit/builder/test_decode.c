@@ -53,12 +53,73 @@ static void test_decoders(void **state)
     assert_int_equal(app_name_check("a_b", &err), FF_EINVAL);
     assert_int_equal(user_name_check("a.b_c-d", &err), 0);
     assert_int_equal(user_name_check("", &err), FF_EINVAL);
+    /* Names are repository path components: no doubled or trailing
+     * separators. */
+    assert_int_equal(user_name_check("a..b", &err), FF_EINVAL);
+    assert_int_equal(user_name_check("a-", &err), FF_EINVAL);
+    assert_int_equal(user_name_check("a._b", &err), FF_EINVAL);
+}
+
+static void test_device_and_env_names(void **state)
+{
+    (void)state;
+    struct ff_err err;
+    assert_int_equal(device_uuid_check("0123abcd-0000-4000-8000-00000000beef", &err), 0);
+    assert_int_equal(device_uuid_check("0123ABCD-0000-4000-8000-00000000beef", &err), FF_EINVAL);
+    assert_int_equal(device_uuid_check("0123abcd00000-4000-8000-00000000beef", &err), FF_EINVAL);
+    assert_int_equal(device_uuid_check("0123abcd-0000-4000-8000-00000000bee", &err), FF_EINVAL);
+    assert_int_equal(env_name_check("LOG_LEVEL", &err), 0);
+    assert_int_equal(env_name_check("_x9", &err), 0);
+    assert_int_equal(env_name_check("9X", &err), FF_EINVAL);
+    assert_int_equal(env_name_check("A-B", &err), FF_EINVAL);
+    assert_int_equal(env_name_check("FF_TOKEN", &err), FF_EINVAL);
+    assert_int_equal(arch_check("armv7", &err), 0);
+    assert_int_equal(arch_check("arm", &err), FF_EINVAL);
+}
+
+static void test_device_bodies(void **state)
+{
+    (void)state;
+    json_t *root = NULL;
+    struct ff_err err;
+    struct device_body d;
+    const char *ok = "{\"name\":\"kiosk\",\"device_type\":\"rpi4\",\"arch\":\"arm64\"}";
+    assert_int_equal(decode_device(ok, strlen(ok), &root, &d, &err), 0);
+    assert_null(d.uuid);
+    assert_string_equal(d.arch, "arm64");
+    json_decref(root);
+    struct device_update_body u;
+    const char *none = "{}";
+    assert_int_equal(decode_device_update(none, strlen(none), &root, &u, &err), FF_EINVAL);
+    json_decref(root);
+    struct env_body e;
+    const char *empty = "{\"value\":\"\"}";
+    assert_int_equal(decode_env(empty, strlen(empty), &root, &e, &err), 0);
+    assert_string_equal(e.value, "");
+    json_decref(root);
+    const char *nul = "{\"value\":\"a\\u0000b\"}";
+    assert_int_equal(decode_env(nul, strlen(nul), &root, &e, &err), FF_EINVAL);
+    json_decref(root);
+    struct provision_body p;
+    const char *uses = "{\"name\":\"k\",\"max_uses\":0}";
+    assert_int_equal(decode_provision(uses, strlen(uses), &root, &p, &err), FF_EINVAL);
+    json_decref(root);
+    struct join_token_body j;
+    assert_int_equal(decode_join_token(none, strlen(none), &root, &j, &err), 0);
+    assert_int_equal(j.expires_in, JOIN_TOKEN_TTL_DEFAULT);
+    json_decref(root);
+    struct worker_join_body w;
+    const char *noarch = "{\"name\":\"w\",\"archs\":[]}";
+    assert_int_equal(decode_worker_join(noarch, strlen(noarch), &root, &w, &err), FF_EINVAL);
+    json_decref(root);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decoders),
+        cmocka_unit_test(test_device_and_env_names),
+        cmocka_unit_test(test_device_bodies),
     };
     return cmocka_run_group_tests_name("builder/decode", tests, NULL, NULL);
 }

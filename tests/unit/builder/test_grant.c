@@ -18,19 +18,17 @@ static bool bob_apps(void *ctx, const char *owner, const char *app)
 }
 
 /* Parses scopes, grants, and checks granted and denied as scope strings. */
-static void check(bool admin, const char *scopes, const char *const *want_granted,
-                  size_t n_granted, const char *const *want_denied, size_t n_denied)
+static void check_subject(const struct grant_subject *s, const char *scopes,
+                          const char *const *want_granted, size_t n_granted,
+                          const char *const *want_denied, size_t n_denied)
 {
-    int calls = 0;
-    struct grant_subject s = {.name = "bob", .admin = admin, .can_pull_app = bob_apps,
-                              .ctx = &calls};
     struct ff_access req, granted, denied;
     ff_access_init(&req);
     ff_access_init(&granted);
     ff_access_init(&denied);
     struct ff_err err;
     assert_int_equal(ff_scope_parse(scopes, &req, &err), 0);
-    assert_int_equal(grant_compute(&s, &req, &granted, &denied, &err), 0);
+    assert_int_equal(grant_compute(s, &req, &granted, &denied, &err), 0);
     assert_int_equal(granted.n, n_granted);
     assert_int_equal(denied.n, n_denied);
     for (size_t i = 0; i < n_granted; i++) {
@@ -50,6 +48,42 @@ static void check(bool admin, const char *scopes, const char *const *want_grante
     ff_access_release(&req);
     ff_access_release(&granted);
     ff_access_release(&denied);
+}
+
+static void check(bool admin, const char *scopes, const char *const *want_granted,
+                  size_t n_granted, const char *const *want_denied, size_t n_denied)
+{
+    int calls = 0;
+    struct grant_subject s = {.name = "bob", .admin = admin, .library_pull = true,
+                              .can_pull_app = bob_apps, .ctx = &calls};
+    check_subject(&s, scopes, want_granted, n_granted, want_denied, n_denied);
+}
+
+/* A worker holding a job of bob/web: push there, pull base images. */
+static bool worker_job(void *ctx, const char *owner, const char *app)
+{
+    (void)ctx;
+    return strcmp(owner, "bob") == 0 && strcmp(app, "web") == 0;
+}
+
+static void test_worker(void **state)
+{
+    (void)state;
+    struct grant_subject s = {.name = "w_1", .library_pull = true, .can_push_app = worker_job};
+    const char *g[] = {"repository:bob/web:pull,push", "repository:library/base:pull"};
+    const char *d[] = {"repository:bob/web:delete", "repository:bob/api:pull,push",
+                       "repository:library/base:push", "registry:catalog:*"};
+    check_subject(&s, "repository:bob/web:pull,push,delete repository:bob/api:pull,push "
+                  "repository:library/base:pull,push registry:catalog:*", g, 2, d, 4);
+}
+
+/* A service (gitd) has no registry business at all. */
+static void test_service(void **state)
+{
+    (void)state;
+    struct grant_subject s = {.name = "svc_gitd"};
+    const char *d[] = {"repository:library/base:pull", "repository:bob/web:pull"};
+    check_subject(&s, "repository:library/base:pull repository:bob/web:pull", NULL, 0, d, 2);
 }
 
 static void test_user(void **state)
@@ -108,6 +142,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_user),
         cmocka_unit_test(test_admin),
+        cmocka_unit_test(test_worker),
+        cmocka_unit_test(test_service),
         cmocka_unit_test(test_star_never_grants_push),
         cmocka_unit_test(test_no_app_callback),
     };
