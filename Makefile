@@ -98,7 +98,11 @@ $(foreach c,$(COMPONENTS),$(eval \
 # the replay driver so every corpus runs in `make test`.
 FUZZ_SRC := $(wildcard tests/fuzz/*.c)
 FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/%.c=%)
-fuzz_archive = $(call unit_archive,$(firstword $(subst _, ,$(1))))
+# A fuzz target is named <component>_<what>; the longest component name
+# that prefixes it wins, so builder_cli_args links builder/cli, not builder.
+COMP_NAMES := $(foreach c,$(COMPONENTS),$(call comp_name,$(c)))
+fuzz_comp = $(lastword $(sort $(foreach n,$(COMP_NAMES) lib,$(if $(filter $(n)_%,$(1)),$(n)))))
+fuzz_archive = $(call unit_archive,$(subst _,/,$(call fuzz_comp,$(1))))
 REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%)
 FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 
@@ -118,6 +122,12 @@ TESTBIN := $(TESTBIN_SRC:tests/integration/bin/%.c=$(BUILD)/tests/bin/%)
 $(BUILD)/tests/bin/%: $(BUILD)/obj/tests/integration/bin/%.o $(LIBFF)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+# worker-*.c drive parts of the build engine from tests.
+$(BUILD)/tests/bin/worker-%: $(BUILD)/obj/tests/integration/bin/worker-%.o \
+  $(BUILD)/lib/libworkers.a $(LIBFF)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+$(BUILD)/obj/tests/integration/bin/worker-%.o: CPPFLAGS += -Iworkers
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
