@@ -8,6 +8,7 @@ import itertools
 import json
 import re
 import time
+import urllib.parse
 
 import pytest
 
@@ -202,7 +203,7 @@ ROUTES = [
 ]
 
 DEFAULTS = {"owner": "bob", "name": "web", "user": "frank", "var": "NEW",
-            "uuid": lambda w: w.device_a["uuid"], "fp": lambda w: w.bob_key["fingerprint"]}
+            "uuid": lambda w: w.device_a["uuid"], "fp": lambda w: urllib.parse.quote(w.bob_key["fingerprint"], safe=":")}
 
 # Routes that take no identity by design: health checks and password login.
 ANONYMOUS_ROUTES = {("GET", "/healthz"), ("POST", "/v1/login")}
