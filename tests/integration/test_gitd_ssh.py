@@ -167,6 +167,45 @@ def test_push_and_clone_with_each_key_type(builder, daemons, tmp_path):
     assert fingerprint(f"{key}.pub") in log
 
 
+def test_forced_thin_and_atomic_pushes_over_ssh(world, tmp_path):
+    gitd, bob, key = world
+    url = gitd.url("bob/web.git")
+    big = "".join(f"line {i} of a file large enough to be sent as a delta\n" for i in range(4000))
+    work = make_work(gitd, key, "work", branch="feature", files={"big.txt": big})
+    gitd.git(key, "push", url, "feature", cwd=work)
+    # A one-line change on top: git sends a thin pack (a delta against the
+    # blob the server has), which gitd completes from the repository.
+    (work / "big.txt").write_text(big.replace("line 10 ", "line ten "))
+    gitd.git(key, "commit", "-q", "-am", "one line", cwd=work)
+    p = gitd.git(key, "push", "--thin", url, "feature", cwd=work)
+    assert gitd.repo_ref("bob", "web", "refs/heads/feature") == head(gitd, key, work)
+    # A rewritten commit: refused by git without --force, taken with it.
+    gitd.git(key, "commit", "-q", "--amend", "-m", "rewritten", cwd=work)
+    p = gitd.git(key, "push", url, "feature", cwd=work, check=False)
+    assert p.returncode != 0 and "non-fast-forward" in p.stderr
+    gitd.git(key, "push", "--force", url, "feature", cwd=work)
+    assert gitd.repo_ref("bob", "web", "refs/heads/feature") == head(gitd, key, work)
+    # --atomic with two refs, one of them a non-fast-forward: neither moves.
+    gitd.git(key, "branch", "second", cwd=work)
+    before = gitd.repo_ref("bob", "web", "refs/heads/feature")
+    gitd.git(key, "reset", "-q", "--hard", "HEAD~1", cwd=work)
+    gitd.git(key, "commit", "-q", "--allow-empty", "-m", "diverged", cwd=work)
+    p = gitd.git(key, "push", "--atomic", url, "feature", "second", cwd=work, check=False)
+    assert p.returncode != 0
+    assert gitd.repo_ref("bob", "web", "refs/heads/feature") == before
+    assert gitd.repo_ref("bob", "web", "refs/heads/second") is None
+    gitd.git(key, "push", "--atomic", "--force", url, "feature", "second", cwd=work)
+    assert gitd.repo_ref("bob", "web", "refs/heads/feature") == head(gitd, key, work)
+    assert gitd.repo_ref("bob", "web", "refs/heads/second") == head(gitd, key, work, "second")
+    # Cloned back over SSH, the tree is the client's; the repository is sound.
+    clone = tmp_path / "clone"
+    gitd.git(key, "clone", "-q", "-b", "feature", url, str(clone))
+    assert head(gitd, key, clone, "HEAD^{tree}") == head(gitd, key, work, "HEAD^{tree}")
+    fsck = subprocess.run(["git", "--git-dir", str(gitd.repos / "bob" / "web.git"), "fsck",
+                           "--strict"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+
+
 def test_push_to_deploy_branch_goes_through_the_gate(world):
     gitd, bob, key = world
     work = make_work(gitd, key, "work", branch="feature")
