@@ -30,7 +30,8 @@ int api_app_create(struct ff_http_request *req, struct builder *b, const struct 
                            : ff_err_set(&err, FF_ENOMEM, "out of memory");
     }
     if (rc == 0)
-        rc = db_app_create(b->db, id->user.id, body.name, archs_text, &app_id, &err);
+        rc = db_app_create(b->db, id->user.id, body.name, archs_text, body.deploy_branch, &app_id,
+                           &err);
     if (rc == 0)
         rc = db_app_get(b->db, id->user.name, body.name, &(struct app){0}, &out, &err);
     if (rc == 0) {

@@ -152,6 +152,7 @@ struct app_body {
     const char *name; /* passes app_name_check */
     const char *archs[APP_ARCHS_MAX];
     size_t n_archs; /* >= 1, distinct, each amd64, arm64 or armv7 */
+    const char *deploy_branch; /* passes branch_name_check; "main" when absent */
 };
 int decode_app(const char *data, size_t len, json_t **root, struct app_body *out,
                struct ff_err *err);
@@ -231,6 +232,16 @@ int user_name_check(const char *name, struct ff_err *err);
 
 /* App names: [a-z0-9][a-z0-9-]{0,62}. Returns 0 or FF_EINVAL. */
 int app_name_check(const char *name, struct ff_err *err);
+
+/* Longest deploy branch name (ff-gitd's BUILDER_BRANCH_MAX). */
+#define BRANCH_NAME_MAX 255
+
+/* A branch name git would accept (git check-ref-format for refs/heads/),
+ * limited to printable ASCII: no "..", "@{", "//", '\\', space, control or
+ * ~^:?*[ characters; no component starting with '.' or ending with
+ * ".lock"; not starting with '-' or '/', not ending with '/' or '.'.
+ * Returns 0 or FF_EINVAL naming the problem. */
+int branch_name_check(const char *name, struct ff_err *err);
 
 /* ---- db.c: users, tokens, apps and the audit log in SQLite --------------- */
 
@@ -313,10 +324,11 @@ int db_audit_count(struct db *db, const char *actor, const char *event, int64_t 
 int db_audit_list(struct db *db, int64_t after, int limit, json_t **out, int64_t *out_next,
                   struct ff_err *err);
 
-/* Creates app owner_id/name with archs (a JSON array text). Errors:
+/* Creates app owner_id/name with archs (a JSON array text) deploying from
+ * deploy_branch. Errors:
  * FF_EEXIST, FF_EDB, FF_EBUSY. */
 int db_app_create(struct db *db, int64_t owner_id, const char *name, const char *archs_json,
-                  int64_t *out_id, struct ff_err *err);
+                  const char *deploy_branch, int64_t *out_id, struct ff_err *err);
 
 struct app {
     int64_t id;

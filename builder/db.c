@@ -510,11 +510,11 @@ int db_audit_list(struct db *db, int64_t after, int limit, json_t **out, int64_t
 }
 
 int db_app_create(struct db *db, int64_t owner_id, const char *name, const char *archs_json,
-                  int64_t *out_id, struct ff_err *err)
+                  const char *deploy_branch, int64_t *out_id, struct ff_err *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = ff_db_prepare(db->db, "INSERT INTO apps(owner_id, name, archs, created_at) "
-                           "VALUES (?, ?, ?, ?)", &st, err);
+    int rc = ff_db_prepare(db->db, "INSERT INTO apps(owner_id, name, archs, created_at, "
+                           "deploy_branch) VALUES (?, ?, ?, ?, ?)", &st, err);
     if (rc == 0)
         rc = ff_db_bind_int64(st, 1, owner_id, err);
     if (rc == 0)
@@ -523,6 +523,8 @@ int db_app_create(struct db *db, int64_t owner_id, const char *name, const char 
         rc = ff_db_bind_text(st, 3, archs_json, err);
     if (rc == 0)
         rc = ff_db_bind_int64(st, 4, now_s(), err);
+    if (rc == 0)
+        rc = ff_db_bind_text(st, 5, deploy_branch, err);
     if (rc != 0) {
         ff_db_finalize(db->db, st);
         return rc;

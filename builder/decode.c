@@ -45,6 +45,46 @@ int app_name_check(const char *name, struct ff_err *err)
     return 0;
 }
 
+/* One '/'-separated component of a branch name, len bytes at s. */
+static int branch_component_check(const char *s, size_t len, struct ff_err *err)
+{
+    if (len == 0)
+        return ff_err_set(err, FF_EINVAL, "deploy branch: empty component (\"//\" or a '/' at "
+                          "either end)");
+    if (s[0] == '.')
+        return ff_err_set(err, FF_EINVAL, "deploy branch: a component must not start with '.'");
+    if (len >= 5 && memcmp(s + len - 5, ".lock", 5) == 0)
+        return ff_err_set(err, FF_EINVAL, "deploy branch: a component must not end with .lock");
+    return 0;
+}
+
+int branch_name_check(const char *name, struct ff_err *err)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > BRANCH_NAME_MAX)
+        return ff_err_set(err, FF_EINVAL, "deploy branch must hold 1..%d characters",
+                          BRANCH_NAME_MAX);
+    if (name[0] == '-' || name[len - 1] == '.')
+        return ff_err_set(err, FF_EINVAL,
+                          "deploy branch must not start with '-' or end with '.'");
+    if (strstr(name, "..") != NULL || strstr(name, "@{") != NULL || strcmp(name, "@") == 0)
+        return ff_err_set(err, FF_EINVAL, "deploy branch must not hold \"..\" or \"@{\"");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c <= ' ' || c >= 0x7f || strchr("~^:?*[\\", c) != NULL)
+            return ff_err_set(err, FF_EINVAL, "deploy branch: character %zu is not allowed "
+                              "(printable ASCII without space and ~^:?*[\\)", i + 1);
+    }
+    for (const char *p = name;;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash != NULL ? (size_t)(slash - p) : strlen(p);
+        int rc = branch_component_check(p, n, err);
+        if (rc != 0 || slash == NULL)
+            return rc;
+        p = slash + 1;
+    }
+}
+
 /* Parses an object body and refuses keys outside allowed. */
 static int parse(const char *data, size_t len, const char *const *allowed, json_t **root,
                  struct ff_err *err)
@@ -180,8 +220,9 @@ int decode_token(const char *data, size_t len, json_t **root, struct token_body 
 int decode_app(const char *data, size_t len, json_t **root, struct app_body *out,
                struct ff_err *err)
 {
-    static const char *const keys[] = {"name", "archs", NULL};
+    static const char *const keys[] = {"name", "archs", "deploy_branch", NULL};
     memset(out, 0, sizeof(*out));
+    out->deploy_branch = "main";
     int rc = parse(data, len, keys, root, err);
     if (rc == 0)
         rc = ff_json_get_string(*root, "name", true, APP_NAME_MAX, &out->name, err);
@@ -189,6 +230,10 @@ int decode_app(const char *data, size_t len, json_t **root, struct app_body *out
         rc = app_name_check(out->name, err);
     if (rc == 0)
         rc = archs_get(*root, out->archs, &out->n_archs, err);
+    if (rc == 0)
+        rc = opt_string(*root, "deploy_branch", BRANCH_NAME_MAX, &out->deploy_branch, err);
+    if (rc == 0)
+        rc = branch_name_check(out->deploy_branch, err);
     return rc;
 }
 

@@ -45,6 +45,10 @@ int cmd_app_create(struct cli *c, const struct cli_args *a, struct ff_err *err)
         if (body == NULL)
             rc = ff_err_set(err, FF_EINVAL, "the app name must be UTF-8");
     }
+    const char *branch = args_value(a, "--deploy-branch");
+    if (rc == 0 && branch != NULL &&
+        json_object_set_new(body, "deploy_branch", json_string(branch)) != 0)
+        rc = ff_err_set(err, FF_EINVAL, "--deploy-branch must be UTF-8");
     if (rc == 0)
         rc = api_send(c, "POST", "/v1/apps", body, &resp, err);
     if (rc == 0)

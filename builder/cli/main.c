@@ -37,7 +37,8 @@ static const struct cli_opt o_limit[] = {{"--limit", "N", "show at most N items"
 static const struct cli_opt o_tokens_create[] = {
     {"--expires-in", "SECONDS", "the token ends after this long (default: never)"}};
 static const struct cli_opt o_app_create[] = {
-    {"--arch", "A[,B]", "target architectures: amd64, arm64, armv7"}};
+    {"--arch", "A[,B]", "target architectures: amd64, arm64, armv7"},
+    {"--deploy-branch", "B", "the branch whose pushes are built and deployed (default main)"}};
 static const struct cli_opt o_members[] = {
     {"--role", "ROLE", "with add: developer (may push) or viewer"},
     {"--limit", "N", "show at most N members"}};

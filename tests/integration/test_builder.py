@@ -236,8 +236,17 @@ def test_apps_and_members(builder):
                                                                                     "arm64"]})
     assert st == 201, app
     assert app["owner"] == "bob" and app["archs"] == ["amd64", "arm64"]
+    assert app["deploy_branch"] == "main"
     st, _, _ = builder.request("POST", "/v1/apps", bob, {"name": "web", "archs": ["amd64"]})
     assert st == 409
+    st, _, other = builder.request("POST", "/v1/apps", bob, {"name": "api", "archs": ["amd64"],
+                                                            "deploy_branch": "release/v2"})
+    assert st == 201 and other["deploy_branch"] == "release/v2"
+    st, _, body = builder.request("POST", "/v1/apps", bob, {"name": "bad", "archs": ["amd64"],
+                                                           "deploy_branch": "a..b"})
+    assert st == 400 and "deploy branch" in body["error"]["message"]
+    st, _, _ = builder.request("GET", "/v1/apps/bob/bad", bob)
+    assert st == 404
     st, _, _ = builder.request("GET", "/v1/apps/bob/web", carol)
     assert st == 404
     st, _, body = builder.request("PUT", "/v1/apps/bob/web/members/carol", carol,
@@ -250,6 +259,7 @@ def test_apps_and_members(builder):
     assert st == 200 and got["name"] == "web"
     st, _, page = builder.request("GET", "/v1/apps", carol)
     assert [a["name"] for a in page["items"]] == ["web"]
+    builder.request("DELETE", "/v1/apps/bob/api", bob)
     st, _, _ = builder.request("DELETE", "/v1/apps/bob/web", carol)
     assert st == 403
     st, _, _ = builder.request("DELETE", "/v1/apps/bob/web", bob)

@@ -386,7 +386,9 @@ def test_app_create_list_show_members_rm(builder, ff, tmp_path):
     ff.login("bob", USER_PASSWORD)
     shown = record(ff("app", "create", "demo", "--arch", "amd64,arm64").stdout)
     assert shown["app"] == "bob/demo" and shown["archs"] == "amd64,arm64"
-    ff("app", "create", "tiny", "--arch", "armv7")
+    assert shown["deploy branch"] == "main"
+    tiny = ff.json("app", "create", "tiny", "--arch", "armv7", "--deploy-branch", "production")
+    assert tiny["deploy_branch"] == "production"
     rows = table(ff("app", "list").stdout)
     assert rows[0] == ["APP", "ARCHS", "BRANCH", "RELEASE", "CREATED"]
     assert sorted(r[0] for r in rows[1:]) == ["bob/demo", "bob/tiny"]

@@ -223,6 +223,28 @@ def test_push_to_deploy_branch_goes_through_the_gate(world):
     assert "event=gate.refused" not in p.stderr
 
 
+def test_per_app_deploy_branch(builder, daemons, tmp_path):
+    """An app created with deploy_branch=production: pushes to main are
+    plain pushes, pushes to production go through the build gate."""
+    bob = builder.add_user("bob")
+    builder.ok("POST", "/v1/apps", bob, {"name": "svc", "archs": ["amd64"],
+                                        "deploy_branch": "production"})
+    key = keygen(tmp_path, "bob_key")
+    add_key(builder, bob, key)
+    gitd = Gitd(daemons, builder, tmp_path)
+    work = make_work(gitd, key, "work", branch="main")
+    url = gitd.url("bob/svc.git")
+    gitd.git(key, "push", url, "main", cwd=work)
+    assert gitd.repo_ref("bob", "svc", "refs/heads/main") == head(gitd, key, work)
+    p = gitd.git(key, "push", url, "main:production", cwd=work, check=False)
+    assert p.returncode != 0
+    assert "(no builder available)" in p.stderr, p.stderr
+    assert gitd.repo_ref("bob", "svc", "refs/heads/production") is None
+    # Deleting the deploy branch is refused; another branch may be deleted.
+    p = gitd.git(key, "push", url, ":main", cwd=work)
+    assert gitd.repo_ref("bob", "svc", "refs/heads/main") is None
+
+
 def test_unknown_key_and_other_methods_refused(world, tmp_path):
     gitd, bob, key = world
     stranger = keygen(tmp_path, "stranger")

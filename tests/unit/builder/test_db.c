@@ -167,8 +167,8 @@ static void test_apps(void **state)
     int64_t bob = 0, carol = 0, app = 0;
     assert_int_equal(db_user_create(f->db, "bob", HASH, ROLE_USER, &bob, &err), 0);
     assert_int_equal(db_user_create(f->db, "carol", HASH, ROLE_USER, &carol, &err), 0);
-    assert_int_equal(db_app_create(f->db, bob, "web", "[\"amd64\"]", &app, &err), 0);
-    assert_int_equal(db_app_create(f->db, bob, "web", "[\"amd64\"]", NULL, &err), FF_EEXIST);
+    assert_int_equal(db_app_create(f->db, bob, "web", "[\"amd64\"]", "main", &app, &err), 0);
+    assert_int_equal(db_app_create(f->db, bob, "web", "[\"amd64\"]", "main", NULL, &err), FF_EEXIST);
     enum app_access acc = APP_NONE;
     assert_int_equal(db_app_access(f->db, app, bob, &acc, &err), 0);
     assert_int_equal(acc, APP_OWNER);

@@ -37,9 +37,23 @@ static void test_decoders(void **state)
     assert_int_equal(decode_app(app, strlen(app), &root, &a, &err), 0);
     assert_int_equal(a.n_archs, 2);
     json_decref(root);
+    assert_string_equal(a.deploy_branch, "main");
     const char *dup = "{\"name\":\"web\",\"archs\":[\"arm64\",\"arm64\"]}";
     assert_int_equal(decode_app(dup, strlen(dup), &root, &a, &err), FF_EINVAL);
     json_decref(root);
+    const char *prod = "{\"name\":\"web\",\"archs\":[\"amd64\"],\"deploy_branch\":\"release/v1\"}";
+    assert_int_equal(decode_app(prod, strlen(prod), &root, &a, &err), 0);
+    assert_string_equal(a.deploy_branch, "release/v1");
+    json_decref(root);
+    static const char *const bad_branches[] = {
+        "", "-x", "a..b", "a//b", "/a", "a/", "a.lock", "a/.hidden", "x@{1}", "sp ace", "a~1",
+        "a^", "a:b", "a?", "a*", "a[b", "a\\\\b", "end.", "@", "tab\\t"};
+    for (size_t i = 0; i < sizeof(bad_branches) / sizeof(bad_branches[0]); i++)
+        assert_int_equal(branch_name_check(bad_branches[i], &err), FF_EINVAL);
+    static const char *const good_branches[] = {"main", "master", "release/v1.2", "prod-eu_1",
+                                                "a.b/c"};
+    for (size_t i = 0; i < sizeof(good_branches) / sizeof(good_branches[0]); i++)
+        assert_int_equal(branch_name_check(good_branches[i], &err), 0);
     struct token_body t;
     const char *tk = "{\"name\":\"ci\",\"expires_in\":60}";
     assert_int_equal(decode_token(tk, strlen(tk), &root, &t, &err), 0);
