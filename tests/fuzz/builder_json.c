@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct app_body app;
     if (decode_app(s, size, &root, &app, NULL) == 0) {
         if (app_name_check(app.name, NULL) != 0 || app.n_archs == 0 ||
-            app.n_archs > APP_ARCHS_MAX)
+            app.n_archs > APP_ARCHS_MAX || branch_name_check(app.deploy_branch, NULL) != 0 ||
+            strstr(app.deploy_branch, "..") != NULL)
             abort();
         for (size_t i = 0; i < app.n_archs; i++) {
             for (size_t k = i + 1; k < app.n_archs; k++) {
