@@ -132,18 +132,10 @@ static void quote(const char *s, char out[FF_STR_QUOTE_SIZE])
     ff_str_quote(s, strlen(s), out);
 }
 
-/* A growable array of owned strings. */
-struct strv {
-    char **v;
-    size_t n;
-    size_t cap;
-};
-
-static void strv_release(struct strv *sv)
+void recipe_strv_release(struct recipe_strv *sv)
 {
     recipe_strv_free(sv->v, sv->n);
-    sv->v = NULL;
-    sv->n = sv->cap = 0;
+    memset(sv, 0, sizeof(*sv));
 }
 
 void recipe_strv_free(char **v, size_t n)
@@ -155,10 +147,7 @@ void recipe_strv_free(char **v, size_t n)
     free(v);
 }
 
-/* Returns p (elements of size elem, *cap of them) grown to hold need, or
- * NULL when out of memory (p is then unchanged and still owned by the
- * caller). */
-static void *grow(void *p, size_t *cap, size_t need, size_t elem)
+void *recipe_grow(void *p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return p;
@@ -170,16 +159,18 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
     size_t bytes;
     if (__builtin_mul_overflow(ncap, elem, &bytes))
         return NULL;
-    void *np = realloc(p, bytes);
-    if (np != NULL)
-        *cap = ncap;
+    char *np = realloc(p, bytes);
+    if (np == NULL)
+        return NULL;
+    /* Zeroed, so that no slot is ever read uninitialized. */
+    memset(np + *cap * elem, 0, (ncap - *cap) * elem);
+    *cap = ncap;
     return np;
 }
 
-/* Takes s (owned) into sv; frees it on failure. */
-static int strv_take(struct strv *sv, char *s)
+int recipe_strv_take(struct recipe_strv *sv, char *s)
 {
-    char **v = s != NULL ? grow(sv->v, &sv->cap, sv->n + 1, sizeof(char *)) : NULL;
+    char **v = s != NULL ? recipe_grow(sv->v, &sv->cap, sv->n + 1, sizeof(char *)) : NULL;
     if (v == NULL) {
         free(s);
         return FF_ENOMEM;
@@ -189,9 +180,9 @@ static int strv_take(struct strv *sv, char *s)
     return 0;
 }
 
-static int strv_add(struct strv *sv, const char *s, size_t n)
+static int strv_add(struct recipe_strv *sv, const char *s, size_t n)
 {
-    return strv_take(sv, ff_strndup(s, n));
+    return recipe_strv_take(sv, ff_strndup(s, n));
 }
 
 /* ---- Dockerfile.template ------------------------------------------------ */
@@ -487,7 +478,7 @@ static bool parse_port(const char *s, unsigned *lo, unsigned *hi, const char **p
 static int check_expose(const struct recipe *r, struct recipe_instr *in, bool expanded,
                         struct ff_err *err)
 {
-    struct strv ports = {0};
+    struct recipe_strv ports = {0};
     for (size_t i = 0; i < in->n_args; i++) {
         const char *w = in->args[i];
         if (!expanded && !is_literal(w, r->escape))
@@ -497,7 +488,7 @@ static int check_expose(const struct recipe *r, struct recipe_instr *in, bool ex
         if (!parse_port(w, &lo, &hi, &proto)) {
             char q[FF_STR_QUOTE_SIZE];
             quote(w, q);
-            strv_release(&ports);
+            recipe_strv_release(&ports);
             return RECIPE_ERR_AT(err, FF_EINVAL, r->file, in->line, "EXPOSE",
                                  "bad port \"%s\", expected a port like 80, 80/tcp, 53/udp "
                                  "or 8000-8010 (1 to 65535; tcp, udp or sctp)",
@@ -506,14 +497,14 @@ static int check_expose(const struct recipe *r, struct recipe_instr *in, bool ex
         if (!expanded)
             continue;
         if (ports.n + (hi - lo) >= RECIPE_EXPOSE_MAX) {
-            strv_release(&ports);
+            recipe_strv_release(&ports);
             return RECIPE_ERR_AT(err, FF_ETOOBIG, r->file, in->line, "EXPOSE",
                                  "more than %d ports, expected at most %d", RECIPE_EXPOSE_MAX,
                                  RECIPE_EXPOSE_MAX);
         }
         for (unsigned p = lo; p <= hi; p++) {
-            if (strv_take(&ports, ff_asprintf("%u/%s", p, proto)) != 0) {
-                strv_release(&ports);
+            if (recipe_strv_take(&ports, ff_asprintf("%u/%s", p, proto)) != 0) {
+                recipe_strv_release(&ports);
                 return RECIPE_ERR(err, FF_ENOMEM, "EXPOSE: out of memory");
             }
         }
@@ -838,7 +829,7 @@ static int directive(struct parser *ps, const char *s, size_t n)
 
 /* BuildKit's parseWords: splits at blanks outside quotes, keeping quotes
  * and escapes in the words (expand.c removes them later). */
-static int split_quoted(const char *s, size_t n, char escape, struct strv *out)
+static int split_quoted(const char *s, size_t n, char escape, struct recipe_strv *out)
 {
     enum { SPACES, WORD, QUOTE } phase = SPACES;
     char q = 0;
@@ -894,7 +885,7 @@ static int split_quoted(const char *s, size_t n, char escape, struct strv *out)
 }
 
 /* Words separated by runs of [ \t\v\f\r] (s is trimmed). */
-static int split_blank(const char *s, size_t n, struct strv *out)
+static int split_blank(const char *s, size_t n, struct recipe_strv *out)
 {
     size_t i = 0;
     while (i < n) {
@@ -913,7 +904,7 @@ static int split_blank(const char *s, size_t n, struct strv *out)
 
 static int flag_add(struct flags *f, const char *w, size_t n)
 {
-    struct flag *v = grow(f->v, &f->cap, f->n + 1, sizeof(struct flag));
+    struct flag *v = recipe_grow(f->v, &f->cap, f->n + 1, sizeof(struct flag));
     if (v == NULL)
         return FF_ENOMEM;
     f->v = v;
@@ -1115,7 +1106,7 @@ enum json_form { JSON_NOT, JSON_STRINGS };
 /* BuildKit's parseJSON: the rest is an exec-form array when it parses as
  * JSON starting with '['; an array holding anything but strings, or text
  * after it, is an error; anything else is not JSON (shell form). */
-static int parse_json(const struct line_ctx *lc, struct strv *out, enum json_form *form)
+static int parse_json(const struct line_ctx *lc, struct recipe_strv *out, enum json_form *form)
 {
     *form = JSON_NOT;
     if (lc->rest_len == 0 || lc->rest[0] != '[')
@@ -1161,7 +1152,7 @@ static int refuse_heredoc(const struct line_ctx *lc)
 {
     if (memmem(lc->rest, lc->rest_len, "<<", 2) == NULL)
         return 0;
-    struct strv words = {0};
+    struct recipe_strv words = {0};
     if (split_quoted(lc->rest, lc->rest_len, lc->ps->r->escape, &words) != 0)
         return oom(lc);
     bool found = false;
@@ -1176,7 +1167,7 @@ static int refuse_heredoc(const struct line_ctx *lc)
             w++;
         found = *w != '\0' && strchr(w, '<') == NULL;
     }
-    strv_release(&words);
+    recipe_strv_release(&words);
     if (found)
         return line_err(lc, FF_EINVAL, "heredocs (<<EOF) are not supported, expected the "
                                        "script on the line or in a file COPY'd into the image");
@@ -1185,11 +1176,11 @@ static int refuse_heredoc(const struct line_ctx *lc)
 
 static int parse_command(const struct line_ctx *lc, struct recipe_instr *in)
 {
-    struct strv sv = {0};
+    struct recipe_strv sv = {0};
     enum json_form form;
     int rc = parse_json(lc, &sv, &form);
     if (rc != 0) {
-        strv_release(&sv);
+        recipe_strv_release(&sv);
         return rc;
     }
     if (form == JSON_STRINGS) {
@@ -1228,7 +1219,7 @@ static int parse_copy(struct line_ctx *lc, struct recipe_instr *in)
     in->chmod = flag_take(lc, "chmod");
     in->checksum = flag_take(lc, "checksum");
     in->link = flag_bool(lc, "link");
-    struct strv sv = {0};
+    struct recipe_strv sv = {0};
     enum json_form form;
     rc = parse_json(lc, &sv, &form);
     if (rc == 0 && form == JSON_NOT) {
@@ -1262,7 +1253,7 @@ static bool arg_name_ok(const char *s, size_t n)
 static int kv_take(struct recipe_instr *in, size_t *cap, const char *k, size_t kn,
                    const char *v, size_t vn, bool has_value)
 {
-    struct recipe_kv *kvs = grow(in->kvs, cap, in->n_kvs + 1, sizeof(struct recipe_kv));
+    struct recipe_kv *kvs = recipe_grow(in->kvs, cap, in->n_kvs + 1, sizeof(struct recipe_kv));
     if (kvs == NULL)
         return FF_ENOMEM;
     in->kvs = kvs;
@@ -1278,7 +1269,7 @@ static int kv_take(struct recipe_instr *in, size_t *cap, const char *k, size_t k
 
 static int parse_arg(const struct line_ctx *lc, struct recipe_instr *in)
 {
-    struct strv words = {0};
+    struct recipe_strv words = {0};
     if (split_quoted(lc->rest, lc->rest_len, lc->ps->r->escape, &words) != 0)
         return oom(lc);
     int rc = 0;
@@ -1300,7 +1291,7 @@ static int parse_arg(const struct line_ctx *lc, struct recipe_instr *in)
             rc = oom(lc);
         }
     }
-    strv_release(&words);
+    recipe_strv_release(&words);
     return rc;
 }
 
@@ -1329,7 +1320,7 @@ static int parse_legacy_pair(const struct line_ctx *lc, struct recipe_instr *in)
 /* ENV and LABEL: NAME=value words, or the legacy NAME value. */
 static int parse_name_val(const struct line_ctx *lc, struct recipe_instr *in)
 {
-    struct strv words = {0};
+    struct recipe_strv words = {0};
     if (split_quoted(lc->rest, lc->rest_len, lc->ps->r->escape, &words) != 0)
         return oom(lc);
     int rc = 0;
@@ -1358,7 +1349,7 @@ static int parse_name_val(const struct line_ctx *lc, struct recipe_instr *in)
         if (kv_take(in, &cap, w, (size_t)(eq - w), eq + 1, strlen(eq + 1), true) != 0)
             rc = oom(lc);
     }
-    strv_release(&words);
+    recipe_strv_release(&words);
     return rc;
 }
 
@@ -1367,7 +1358,7 @@ static int parse_rest_string(const struct line_ctx *lc, struct recipe_instr *in,
 {
     if (lc->rest_len == 0)
         return line_err(lc, FF_EINVAL, "%s", missing);
-    struct strv sv = {0};
+    struct recipe_strv sv = {0};
     if (strv_add(&sv, lc->rest, lc->rest_len) != 0)
         return oom(lc);
     in->args = sv.v;
@@ -1379,7 +1370,7 @@ static int parse_expose(const struct line_ctx *lc, struct recipe_instr *in)
 {
     if (lc->rest_len == 0)
         return line_err(lc, FF_EINVAL, "missing port, expected EXPOSE <port>[/<protocol>]...");
-    struct strv sv = {0};
+    struct recipe_strv sv = {0};
     int rc = split_blank(lc->rest, lc->rest_len, &sv);
     in->args = sv.v;
     in->n_args = sv.n;
@@ -1422,7 +1413,7 @@ static int parse_from(struct line_ctx *lc, struct recipe_from *f)
         return rc;
     f->platform = flag_take(lc, "platform");
     f->base_stage = -1;
-    struct strv w = {0};
+    struct recipe_strv w = {0};
     if (split_blank(lc->rest, lc->rest_len, &w) != 0)
         return oom(lc);
     if (w.n == 0)
@@ -1457,7 +1448,7 @@ static int parse_from(struct line_ctx *lc, struct recipe_from *f)
         if (strchr(f->image, '$') == NULL)
             f->base_stage = recipe_stage_find(ps->r, f->image, ps->r->n_stages);
     }
-    strv_release(&w);
+    recipe_strv_release(&w);
     return rc;
 }
 
@@ -1474,7 +1465,7 @@ static int new_stage(struct line_ctx *lc, char *text)
     int rc = parse_from(lc, &f);
     struct recipe_stage *stages = NULL;
     if (rc == 0) {
-        stages = grow(r->stages, &ps->stages_cap, r->n_stages + 1, sizeof(struct recipe_stage));
+        stages = recipe_grow(r->stages, &ps->stages_cap, r->n_stages + 1, sizeof(struct recipe_stage));
         if (stages == NULL)
             rc = oom(lc);
     }
@@ -1505,7 +1496,7 @@ static int new_instr(struct line_ctx *lc, enum recipe_kind kind, char *text)
         struct recipe_instr **arr = global ? &r->args : &r->stages[stage].instrs;
         size_t *n = global ? &r->n_args : &r->stages[stage].n_instrs;
         struct recipe_instr *v =
-            grow(*arr, global ? &ps->args_cap : &ps->instrs_cap, *n + 1, sizeof(*v));
+            recipe_grow(*arr, global ? &ps->args_cap : &ps->instrs_cap, *n + 1, sizeof(*v));
         if (v == NULL) {
             rc = oom(lc);
         } else {

@@ -35,54 +35,6 @@
  * RECIPE_SCOPE_MAX cap also bounds how many variables a scope holds. */
 #define VAR_OVERHEAD 32
 
-/* ---- growable arrays ------------------------------------------------------ */
-
-static void *grow(void *p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return p;
-    size_t ncap = *cap ? *cap : 4;
-    while (ncap < need) {
-        if (__builtin_mul_overflow(ncap, (size_t)2, &ncap))
-            return NULL;
-    }
-    size_t bytes;
-    if (__builtin_mul_overflow(ncap, elem, &bytes))
-        return NULL;
-    char *np = realloc(p, bytes);
-    if (np == NULL)
-        return NULL;
-    /* Zeroed, so that no slot is ever read uninitialized. */
-    memset(np + *cap * elem, 0, (ncap - *cap) * elem);
-    *cap = ncap;
-    return np;
-}
-
-struct strv {
-    char **v;
-    size_t n;
-    size_t cap;
-};
-
-/* Takes s (owned; freed on failure) into sv. */
-static int strv_take(struct strv *sv, char *s)
-{
-    char **v = s != NULL ? grow(sv->v, &sv->cap, sv->n + 1, sizeof(char *)) : NULL;
-    if (v == NULL) {
-        free(s);
-        return FF_ENOMEM;
-    }
-    sv->v = v;
-    sv->v[sv->n++] = s;
-    return 0;
-}
-
-static void strv_release(struct strv *sv)
-{
-    recipe_strv_free(sv->v, sv->n);
-    memset(sv, 0, sizeof(*sv));
-}
-
 static bool is_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
@@ -99,7 +51,7 @@ static bool is_name_char(char c)
 /* Words of ProcessWords: blanks split them unless they come from quotes or
  * escapes; empty words are dropped. */
 struct words {
-    struct strv list;
+    struct recipe_strv list;
     struct ff_buf cur;
     bool in_word;
 };
@@ -121,7 +73,7 @@ static int words_flush(struct words *w)
         return 0;
     char *s = ff_buf_steal(&w->cur);
     w->in_word = false;
-    return strv_take(&w->list, s);
+    return recipe_strv_take(&w->list, s);
 }
 
 static int words_raw(struct words *w, const char *s, size_t n)
@@ -433,7 +385,7 @@ int recipe_expand_words(const char *word, char escape, recipe_lookup_fn lookup, 
     ff_buf_release(&res);
     ff_buf_release(&w.cur);
     if (rc != 0) {
-        strv_release(&w.list);
+        recipe_strv_release(&w.list);
         return rc;
     }
     *out = w.list.v;
@@ -538,7 +490,7 @@ static int vars_set(struct vars *vs, const char *name, size_t len, const char *v
         return 0;
     }
     char *nm = ff_strndup(name, len);
-    struct var *arr = nm != NULL ? grow(vs->v, &vs->cap, vs->n + 1, sizeof(struct var)) : NULL;
+    struct var *arr = nm != NULL ? recipe_grow(vs->v, &vs->cap, vs->n + 1, sizeof(struct var)) : NULL;
     if (arr == NULL) {
         free(nm);
         free(v);
@@ -623,7 +575,7 @@ static int vars_reserve(struct vars *vs, size_t extra)
         return 0;
     if (__builtin_add_overflow(vs->n, extra, &need) || need > UINT32_MAX / 4)
         return FF_ENOMEM;
-    struct var *arr = grow(vs->v, &vs->cap, need, sizeof(struct var));
+    struct var *arr = recipe_grow(vs->v, &vs->cap, need, sizeof(struct var));
     if (arr == NULL)
         return FF_ENOMEM;
     vs->v = arr;
@@ -768,10 +720,10 @@ static int batch_apply(struct vars *vs, struct batch *b)
 
 static int vars_env(const struct vars *vs, char ***out, size_t *n_out, struct ff_err *err)
 {
-    struct strv sv = {0};
+    struct recipe_strv sv = {0};
     for (size_t i = 0; i < vs->n; i++) {
-        if (strv_take(&sv, ff_asprintf("%s=%s", vs->v[i].name, vs->v[i].value)) != 0) {
-            strv_release(&sv);
+        if (recipe_strv_take(&sv, ff_asprintf("%s=%s", vs->v[i].name, vs->v[i].value)) != 0) {
+            recipe_strv_release(&sv);
             return RECIPE_ERR(err, FF_ENOMEM, "environment: out of memory");
         }
     }
@@ -1226,7 +1178,7 @@ static int step_copy_args(struct step *st)
 
 static int step_expose(struct step *st)
 {
-    struct strv all = {0};
+    struct recipe_strv all = {0};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < st->in->n_args; i++) {
         char **w = NULL;
@@ -1241,7 +1193,7 @@ static int step_expose(struct step *st)
         }
         for (size_t k = 0; k < n; k++) {
             if (rc == 0)
-                rc = strv_take(&all, w[k]) != 0 ? step_oom(st) : 0;
+                rc = recipe_strv_take(&all, w[k]) != 0 ? step_oom(st) : 0;
             else
                 free(w[k]);
         }

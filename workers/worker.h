@@ -217,6 +217,25 @@ int recipe_err_at(struct ff_err *err, int code, const char *file, unsigned line,
                   const char *instr, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
+/* A growable array of owned strings. */
+struct recipe_strv {
+    char **v;
+    size_t n;
+    size_t cap;
+};
+
+/* Returns p (elements of size elem, *cap of them) grown to hold need, the
+ * new slots zeroed, or NULL when out of memory (p is then unchanged and
+ * still owned by the caller). */
+void *recipe_grow(void *p, size_t *cap, size_t need, size_t elem);
+
+/* Takes s (owned; freed on failure) into sv. Returns 0 or FF_ENOMEM
+ * (also for s NULL: a failed allocation of the caller's). */
+int recipe_strv_take(struct recipe_strv *sv, char *s);
+
+/* Frees the strings and the array; sv is empty afterwards. */
+void recipe_strv_release(struct recipe_strv *sv);
+
 /* ff_err_set and recipe_err_at as expressions whose value is visibly code,
  * so that the static analyzer follows error paths (it cannot see into
  * another file to learn that they return it). */
