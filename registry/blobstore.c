@@ -52,7 +52,8 @@ struct blob_writer {
     bool has_temp;    /* name still exists in tmp/ */
     bool spent;       /* a write failed or commit ran: no more use */
     struct ff_digest_ctx *ctx;
-    int64_t size;
+    struct spool *spool; /* writes to fd and hashes into ctx */
+    int64_t size;         /* bytes taken, flushed or not */
 };
 
 static void blob_path(const struct ff_digest *d, char out[BLOB_PATH_SIZE])
@@ -511,6 +512,9 @@ int blob_writer_new(struct blob_store *bs, struct blob_writer **out, struct ff_e
         goto fail;
     }
     w->has_temp = true;
+    rc = spool_new(w->fd, 0, w->ctx, &w->spool, err);
+    if (rc != 0)
+        goto fail;
     *out = w;
     return 0;
 fail:
@@ -527,9 +531,7 @@ int blob_writer_write(struct blob_writer *w, const void *data, size_t len, struc
         end > w->bs->max_size)
         return ff_err_set(err, FF_ETOOBIG, "blob: larger than the limit of %lld bytes",
                           (long long)w->bs->max_size);
-    int rc = blob_fd_write(w->fd, w->size, data, len, err);
-    if (rc == 0)
-        rc = ff_digest_ctx_update(w->ctx, data, len, err);
+    int rc = spool_write(w->spool, data, len, err);
     if (rc != 0) {
         w->spent = true;
         return ff_err_wrap(err, "blob store \"%s\": tmp/%s", w->bs->root, w->name);
@@ -550,7 +552,11 @@ int blob_writer_commit(struct blob_writer *w, const struct ff_digest *expected,
         return ff_err_set(err, FF_EINVAL, "blob writer: used after an error or a commit");
     w->spent = true;
     struct ff_digest got;
-    int rc = ff_digest_ctx_final(w->ctx, &got, err);
+    int rc = spool_flush(w->spool, err);
+    if (rc != 0)
+        rc = ff_err_wrap(err, "blob store \"%s\": tmp/%s", w->bs->root, w->name);
+    else
+        rc = ff_digest_ctx_final(w->ctx, &got, err);
     if (rc == 0)
         rc = blob_store_adopt(w->bs, w->bs->tmp_fd, w->name, w->fd, &got, expected, actual,
                               size, err);
@@ -565,6 +571,7 @@ void blob_writer_free(struct blob_writer *w)
 {
     if (w == NULL)
         return;
+    spool_free(w->spool);
     if (w->has_temp)
         (void)unlinkat(w->bs->tmp_fd, w->name, 0); /* tmp/ is swept at the next open */
     fd_close(w->fd);

@@ -268,14 +268,15 @@ int blob_store_adopt(struct blob_store *bs, int dirfd, const char *name, int fd,
  * caller (blob_writer_free). Errors: FF_EIO, FF_ENOMEM, FF_ECRYPTO. */
 int blob_writer_new(struct blob_store *bs, struct blob_writer **out, struct ff_err *err);
 
-/* Appends len bytes (hashing them, retrying short writes and EINTR; no
- * fsync until commit). Errors: FF_ETOOBIG (the blob would pass the store's
- * maximum; nothing written), FF_EIO (disk full, ...), FF_ECRYPTO, and
+/* Appends len bytes, written and hashed through a spool (so a write
+ * error may be reported by a later call or by the commit; no fsync until
+ * commit). Errors: FF_ETOOBIG (the blob would pass the store's maximum;
+ * nothing taken), FF_EIO (disk full, ...), FF_ECRYPTO, FF_ENOMEM, and
  * FF_EINVAL after a failed write or a commit. */
 int blob_writer_write(struct blob_writer *w, const void *data, size_t len,
                       struct ff_err *err);
 
-/* Bytes written so far. */
+/* Bytes taken so far (all on disk once committed). */
 int64_t blob_writer_size(const struct blob_writer *w);
 
 /* Finishes the blob: checks it against expected (may be NULL: the digest
@@ -296,6 +297,32 @@ void blob_writer_free(struct blob_writer *w);
  * fsync at commit does not have to flush gigabytes at once. Errors: FF_EIO
  * (errno text in the message). */
 int blob_fd_write(int fd, int64_t offset, const void *data, size_t len, struct ff_err *err);
+
+/* ---- spool.c: pipelined writing and hashing of a blob -------------------- */
+
+struct spool;
+
+/* Starts a spool that writes what it is given to fd from offset on and
+ * feeds it to ctx (borrowed, may be NULL: write only), in 512 KiB pieces
+ * on a helper thread started when the first piece is full. Until
+ * spool_flush returns, neither fd's bytes past offset nor ctx may be used
+ * by anyone else. *out belongs to the caller (spool_free). Errors:
+ * FF_ENOMEM. */
+int spool_new(int fd, int64_t offset, struct ff_digest_ctx *ctx, struct spool **out,
+              struct ff_err *err);
+
+/* Takes len bytes (copied). Errors: FF_ENOMEM, and an earlier piece's
+ * write or hash failure (FF_EIO, FF_ECRYPTO) reported late; after an error
+ * the spool is only good for spool_free. */
+int spool_write(struct spool *sp, const void *data, size_t len, struct ff_err *err);
+
+/* Returns once every byte taken is written to fd and hashed into ctx.
+ * Errors: as spool_write. */
+int spool_flush(struct spool *sp, struct ff_err *err);
+
+/* Stops the helper (a piece it holds is still written) and frees sp;
+ * bytes taken since the last flush may or may not reach fd. NULL-safe. */
+void spool_free(struct spool *sp);
 
 /* ---- upload.c: upload sessions (chunked, resumable, crash-safe) ----------
  *

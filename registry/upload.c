@@ -64,6 +64,7 @@ struct upload {
     bool appending;             /* this handle owns s->busy for an append */
     int64_t offset;             /* where the next byte of the chunk goes */
     struct ff_digest_ctx *work; /* running digest including the chunk */
+    struct spool *spool;        /* writes the chunk, hashes it into work */
 };
 
 static void fd_close(int fd)
@@ -570,6 +571,13 @@ int upload_append_begin(struct upload *u, int64_t offset, struct ff_err *err)
             return rc;
         }
     }
+    rc = spool_new(s->data_fd, s->size, u->work, &u->spool, err);
+    if (rc != 0) {
+        ff_digest_ctx_free(u->work);
+        u->work = NULL;
+        busy_release(u->us, s);
+        return rc;
+    }
     u->appending = true;
     u->offset = s->size;
     return 0;
@@ -586,9 +594,7 @@ int upload_append_write(struct upload *u, const void *data, size_t len, struct f
         end > max)
         return ff_err_set(err, FF_ETOOBIG, "upload %s: larger than the limit of %lld bytes",
                           s->id, (long long)max);
-    int rc = blob_fd_write(s->data_fd, u->offset, data, len, err);
-    if (rc == 0 && u->work != NULL)
-        rc = ff_digest_ctx_update(u->work, data, len, err);
+    int rc = spool_write(u->spool, data, len, err);
     if (rc != 0)
         return ff_err_wrap(err, "upload %s", s->id);
     u->offset = end;
@@ -600,6 +606,9 @@ void upload_append_abort(struct upload *u)
     if (!u->appending)
         return;
     struct upload_session *s = u->s;
+    /* The helper must be done writing before the tail is cut. */
+    spool_free(u->spool);
+    u->spool = NULL;
     /* If this fails the tail stays past the acknowledged size; the next
      * chunk overwrites it and finish and reopen cut it off. */
     if (u->offset != s->size && ftruncate(s->data_fd, s->size) != 0)
@@ -615,7 +624,13 @@ int upload_append_end(struct upload *u, int64_t *size, struct ff_err *err)
     struct upload_session *s = u->s;
     if (!u->appending)
         return ff_err_set(err, FF_EINVAL, "upload %s: no append in progress", s->id);
-    int rc = 0;
+    int rc = spool_flush(u->spool, err);
+    if (rc != 0) {
+        upload_append_abort(u);
+        return ff_err_wrap(err, "upload %s", s->id);
+    }
+    spool_free(u->spool);
+    u->spool = NULL;
     if (u->offset != s->size) {
         if (fsync(s->data_fd) != 0)
             rc = ff_err_set(err, FF_EIO, "upload %s: fsync data: %s", s->id, strerror(errno));
