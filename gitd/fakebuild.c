@@ -3,6 +3,7 @@
  * end (live log lines, success with release and digest, failure). */
 #include "gitd.h"
 
+#include "ff_file.h"
 #include "ff_str.h"
 
 #include <errno.h>
@@ -14,29 +15,6 @@
 
 /* Longest pause one "sleep" line may ask for. */
 #define FAKEBUILD_SLEEP_MAX_S 60
-
-static int read_file(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return FF_EIO;
-    char *buf = malloc(FAKEBUILD_FILE_MAX + 1);
-    if (buf == NULL) {
-        (void)fclose(f);
-        return FF_ENOMEM;
-    }
-    size_t n = fread(buf, 1, FAKEBUILD_FILE_MAX + 1, f);
-    int bad = ferror(f);
-    (void)fclose(f);
-    if (bad || n > FAKEBUILD_FILE_MAX) {
-        free(buf);
-        return bad ? FF_EIO : FF_ETOOBIG;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
-}
 
 /* "<s>[.<fraction>]" with s <= FAKEBUILD_SLEEP_MAX_S. */
 static int parse_seconds(const char *s, struct timespec *out)
@@ -150,9 +128,10 @@ int fakebuild_gate(void *ctx, git_repository *view, const char *ref, const git_o
     char *text = NULL;
     size_t len;
     *reason = NULL;
-    int rc = read_file(path, &text, &len);
+    struct ff_err err;
+    int rc = ff_file_read(path, FAKEBUILD_FILE_MAX, 0, &text, &len, &err);
     if (rc != 0) {
-        *reason = ff_asprintf("fake build: cannot read the recording (%s)", ff_err_name(rc));
+        *reason = ff_asprintf("fake build: cannot read the recording: %s", err.msg);
         return rc;
     }
     char hex[GIT_OID_HEXSZ + 1];

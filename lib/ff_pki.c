@@ -1,5 +1,6 @@
 #include "ff_pki.h"
 
+#include "ff_file.h"
 #include "ff_secret.h"
 #include "ff_str.h"
 
@@ -211,74 +212,21 @@ int ff_pki_cert_write(X509 *cert, const char *path, struct ff_err *err)
     return write_pem_file(path, 0644, emit_cert, cert, err);
 }
 
-/* Reads the whole of a regular file of at most FF_PKI_FILE_MAX bytes. On
- * success *out (malloc'd, caller wipes if secret and frees) holds *len
- * bytes. */
-static int read_small_file(const char *path, unsigned char **out, size_t *len, struct ff_err *err)
+/* Reads a PEM file (at most FF_PKI_FILE_MAX bytes) into *out, which the
+ * caller wipes and frees. */
+static int pem_file_read(const char *path, char **out, size_t *len, struct ff_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return ff_err_set(err, FF_ENOTFOUND, "pki: \"%s\" does not exist", path);
-        return ff_err_set(err, FF_EIO, "pki: cannot open \"%s\": %s", path, strerror(errno));
-    }
-    int rc = 0;
-    unsigned char *buf = NULL;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rc = ff_err_set(err, FF_EIO, "pki: cannot stat \"%s\": %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = ff_err_set(err, FF_EINVAL, "pki: \"%s\" is not a regular file", path);
-        goto out;
-    }
-    if (st.st_size > (off_t)FF_PKI_FILE_MAX) {
-        rc = ff_err_set(err, FF_ETOOBIG, "pki: \"%s\" is larger than %u bytes", path,
-                        FF_PKI_FILE_MAX);
-        goto out;
-    }
-    /* One byte more than the cap tells a file that grew since fstat. */
-    buf = malloc(FF_PKI_FILE_MAX + 1);
-    if (buf == NULL) {
-        rc = ff_err_set(err, FF_ENOMEM, "pki: out of memory reading \"%s\"", path);
-        goto out;
-    }
-    size_t got = 0;
-    while (got <= FF_PKI_FILE_MAX) {
-        ssize_t r = read(fd, buf + got, FF_PKI_FILE_MAX + 1 - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = ff_err_set(err, FF_EIO, "pki: cannot read \"%s\": %s", path, strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    if (got > FF_PKI_FILE_MAX) {
-        rc = ff_err_set(err, FF_ETOOBIG, "pki: \"%s\" is larger than %u bytes", path,
-                        FF_PKI_FILE_MAX);
-        goto out;
-    }
-    *out = buf;
-    *len = got;
-    buf = NULL;
-out:
-    if (buf != NULL) {
-        ff_secret_wipe(buf, FF_PKI_FILE_MAX + 1);
-        free(buf);
-    }
-    close(fd);
+    int rc = ff_file_read(path, FF_PKI_FILE_MAX, FF_FILE_SECRET, out, len, err);
+    if (rc != 0)
+        (void)ff_err_wrap(err, "pki");
     return rc;
 }
 
 int ff_pki_key_read(const char *path, bool private_key, EVP_PKEY **out, struct ff_err *err)
 {
-    unsigned char *buf = NULL;
+    char *buf = NULL;
     size_t len = 0;
-    int rc = read_small_file(path, &buf, &len, err);
+    int rc = pem_file_read(path, &buf, &len, err);
     if (rc != 0)
         return rc;
     EVP_PKEY *key = NULL;
@@ -315,9 +263,9 @@ out:
 
 int ff_pki_cert_read(const char *path, X509 **out, struct ff_err *err)
 {
-    unsigned char *buf = NULL;
+    char *buf = NULL;
     size_t len = 0;
-    int rc = read_small_file(path, &buf, &len, err);
+    int rc = pem_file_read(path, &buf, &len, err);
     if (rc != 0)
         return rc;
     X509 *cert = NULL;

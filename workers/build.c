@@ -15,7 +15,7 @@
  * the images are written (publish.c). */
 #include "worker.h"
 
-
+#include "ff_file.h"
 #include "ff_http_client.h"
 #include "ff_str.h"
 
@@ -293,57 +293,6 @@ static int image_ref_split(const struct arch_build *b, const char *image, char *
     return rc;
 }
 
-/* Reads a whole small file into memory. */
-static int read_small_file(const char *path, size_t max, char **out, size_t *len,
-                           struct ff_err *err)
-{
-    *out = NULL;
-    *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ff_err_set(err, errno == ENOENT ? FF_ENOTFOUND : FF_EIO, "cannot read \"%s\": %s",
-                          path, strerror(errno));
-    struct stat st;
-    int rc = 0;
-    char *buf = NULL;
-    if (fstat(fd, &st) != 0) {
-        rc = ff_err_set(err, FF_EIO, "cannot read \"%s\"", path);
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
-        rc = ff_err_set(err, FF_ETOOBIG, "\"%s\" is not a regular file of at most %zu bytes",
-                        path, max);
-        goto fail;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (buf == NULL) {
-        rc = ff_err_set(err, FF_ENOMEM, "out of memory");
-        goto fail;
-    }
-    size_t got = 0;
-    while (rc == 0 && got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            rc = ff_err_set(err, FF_EIO, "cannot read \"%s\": %s", path,
-                            n == 0 ? "file shrank" : strerror(errno));
-        else
-            got += (size_t)n;
-    }
-    if (rc != 0)
-        goto fail;
-    (void)close(fd);
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
-    return 0;
-fail:
-    (void)close(fd);
-    free(buf);
-    return rc;
-}
-
 /* Makes one base layer present in the cache: fetched (digest verified),
  * unpacked (diff_id verified), added. */
 static int base_layer_fetch(struct arch_build *b, const char *repo,
@@ -407,7 +356,7 @@ static int base_config_fetch(struct arch_build *b, const char *repo,
         rc = regclient_blob_fetch(b->reg, repo, &m->parsed.config.digest, m->parsed.config.size,
                                   path, err);
     if (rc == 0)
-        rc = read_small_file(path, OCI_CONFIG_MAX, &data, &len, err);
+        rc = ff_file_read(path, OCI_CONFIG_MAX, 0, &data, &len, err);
     if (rc == 0)
         rc = oci_config_parse(data, len, out, err);
     if (rc == 0)
@@ -986,7 +935,7 @@ static int recipe_load(struct arch_build *b, struct ff_err *err)
     }
     if (path == NULL)
         return ff_err_set(err, FF_ENOMEM, "out of memory");
-    rc = read_small_file(path, RECIPE_SIZE_MAX, &text, &len, err);
+    rc = ff_file_read(path, RECIPE_SIZE_MAX, 0, &text, &len, err);
     if (rc == FF_ENOTFOUND)
         rc = ff_err_set(err, FF_ENOTFOUND, "no recipe: %s has no %s", b->o->context,
                         b->o->file != NULL ? b->o->file : "Dockerfile or Dockerfile.template");
@@ -1045,7 +994,7 @@ static int context_open(struct arch_build *b, struct ff_err *err)
     size_t len = 0;
     if (path == NULL)
         return ff_err_set(err, FF_ENOMEM, "out of memory");
-    int rc = read_small_file(path, IGNORE_SIZE_MAX, &text, &len, err);
+    int rc = ff_file_read(path, IGNORE_SIZE_MAX, 0, &text, &len, err);
     if (rc == FF_ENOTFOUND)
         rc = 0;
     if (rc == 0)

@@ -14,6 +14,7 @@
 #include "worker.h"
 
 #include "ff_buf.h"
+#include "ff_file.h"
 #include "ff_str.h"
 
 #include <archive.h>
@@ -2004,44 +2005,15 @@ int context_memo_parse(const void *data, size_t len, struct context_memo **out, 
     return 0;
 }
 
-static int read_file_capped(const char *path, size_t max, unsigned char **out, size_t *len,
-                            struct ff_err *err)
-{
-    char q[FF_STR_QUOTE_SIZE];
-    *out = NULL;
-    *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return errno == ENOENT ? 0
-                               : CONTEXT_FAIL(err, FF_EIO, "cannot open \"%s\": %s", quote(path, q),
-                                              strerror(errno));
-    struct stat st;
-    int rc = 0;
-    if (fstat(fd, &st) != 0) {
-        rc = CONTEXT_FAIL(err, FF_EIO, "cannot stat \"%s\": %s", quote(path, q), strerror(errno));
-    } else if (S_ISREG(st.st_mode) && (uint64_t)st.st_size <= max && st.st_size > 0) {
-        unsigned char *b = malloc((size_t)st.st_size);
-        size_t got = 0;
-        while (b != NULL && got < (size_t)st.st_size) {
-            ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-        }
-        if (b == NULL)
-            rc = CONTEXT_FAIL(err, FF_ENOMEM, "context memo: out of memory");
-        *out = b;
-        *len = got;
-    }
-    (void)close(fd);
-    return rc;
-}
-
 int context_memo_open(const char *path, struct context_memo **out, struct ff_err *err)
 {
-    unsigned char *data = NULL;
+    char *data = NULL;
     size_t len = 0;
-    int rc = read_file_capped(path, CONTEXT_MEMO_FILE_MAX, &data, &len, err);
+    int rc = ff_file_read(path, CONTEXT_MEMO_FILE_MAX, FF_FILE_NOFOLLOW, &data, &len, err);
+    /* The memo only saves work: one that is missing, too big or not a
+     * plain file is started afresh. */
+    if (rc == FF_ENOTFOUND || rc == FF_ETOOBIG || rc == FF_EINVAL)
+        rc = 0;
     if (rc != 0)
         return ff_err_wrap(err, "context memo");
     struct context_memo *m = NULL;

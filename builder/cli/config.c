@@ -5,6 +5,7 @@
  * read it. */
 #include "cli.h"
 
+#include "ff_file.h"
 #include "ff_secret.h"
 #include "ff_str.h"
 
@@ -16,59 +17,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Bytes read per read(2) call from a small file. */
-#define READ_CHUNK 4096
-
 static bool is_set(const char *s)
 {
     return s != NULL && s[0] != '\0';
 }
 
-/* Reads the whole file at path (at most max bytes) into *out (NUL
- * terminated; the caller frees it, wiping it first when secret) from an
- * open descriptor. Errors return the constant, not ff_err_set's result,
- * so analyzers see that *out is set whenever 0 is returned. */
-static int read_fd(int fd, const char *path, size_t max, char **out, size_t *out_len,
-                   struct ff_err *err)
-{
-    char *buf = malloc(max + 1);
-    if (buf == NULL) {
-        (void)ff_err_set(err, FF_ENOMEM, "out of memory");
-        return FF_ENOMEM;
-    }
-    size_t len = 0;
-    for (;;) {
-        size_t want = max + 1 - len;
-        if (want > READ_CHUNK)
-            want = READ_CHUNK;
-        if (want == 0) {
-            ff_secret_wipe(buf, len);
-            free(buf);
-            (void)ff_err_set(err, FF_ETOOBIG, "\"%s\" is larger than %zu bytes", path, max);
-            return FF_ETOOBIG;
-        }
-        ssize_t n = read(fd, buf + len, want);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            ff_secret_wipe(buf, len);
-            free(buf);
-            (void)ff_err_set(err, FF_EIO, "cannot read \"%s\": %s", path, strerror(e));
-            return FF_EIO;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    *out = buf;
-    *out_len = len;
-    return 0;
-}
-
 int config_read_text(const char *path, size_t max, char **out, struct ff_err *err)
 {
+    /* Not ff_file_read: a pipe (--env-file <(...)) is welcome here. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0 && errno == ENOENT)
         return FF_ENOTFOUND;
@@ -77,7 +33,7 @@ int config_read_text(const char *path, size_t max, char **out, struct ff_err *er
         return FF_EIO;
     }
     size_t len = 0;
-    int rc = read_fd(fd, path, max, out, &len, err);
+    int rc = ff_file_read_fd(fd, path, max, FF_FILE_SECRET, out, &len, err);
     (void)close(fd);
     if (rc == 0 && strlen(*out) != len) {
         free(*out);
@@ -370,7 +326,7 @@ int config_token_read(const char *dir, char **out, struct ff_err *err)
                         (unsigned)(st.st_mode & 07777));
         goto out;
     }
-    rc = read_fd(fd, path, CLI_TOKEN_MAX + 2, &text, &len, err);
+    rc = ff_file_read_fd(fd, path, CLI_TOKEN_MAX + 2, FF_FILE_SECRET, &text, &len, err);
     if (rc != 0)
         goto out;
     if (len > 0 && text[len - 1] == '\n')

@@ -15,6 +15,7 @@
  * (one line on stderr), 2 usage. */
 #include "worker.h"
 
+#include "ff_file.h"
 #include "ff_str.h"
 
 #include <stdio.h>
@@ -150,26 +151,6 @@ static int write_file(const char *path, const char *data, size_t len, struct ff_
     return ok ? 0 : ff_err_set(err, FF_EIO, "write \"%s\"", path);
 }
 
-/* Reads a file of at most max bytes into a malloc'd buffer. */
-static int read_file(const char *path, size_t max, char **out, size_t *len, struct ff_err *err)
-{
-    FILE *f = fopen(path, "rbe");
-    if (f == NULL)
-        return ff_err_set(err, FF_EIO, "open \"%s\"", path);
-    char *buf = malloc(max + 1);
-    size_t n = buf != NULL ? fread(buf, 1, max + 1, f) : 0;
-    (void)fclose(f);
-    if (buf == NULL)
-        return ff_err_set(err, FF_ENOMEM, "out of memory");
-    if (n > max) {
-        free(buf);
-        return ff_err_set(err, FF_ETOOBIG, "\"%s\" is larger than %zu bytes", path, max);
-    }
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 static int cmd_pull(struct regclient *c, const char *refarg, const char *arch, const char *dest,
                     struct ff_err *err)
 {
@@ -197,7 +178,7 @@ static int cmd_pull(struct regclient *c, const char *refarg, const char *arch, c
     if (rc == 0)
         rc = fetch_to(c, r.repo, &m.parsed.config, dest, &cpath, err);
     if (rc == 0)
-        rc = read_file(cpath, OCI_CONFIG_MAX, &cdata, &clen, err);
+        rc = ff_file_read(cpath, OCI_CONFIG_MAX, 0, &cdata, &clen, err);
     if (rc == 0)
         rc = oci_config_parse(cdata, clen, &cfg, err);
     if (rc == 0)

@@ -109,8 +109,9 @@ static void test_bad_recordings(void **state)
     struct progress p = {.pkt = NULL, .quiet = true};
     assert_int_equal(fakebuild_gate("/nonexistent/recording", NULL, "refs/heads/main", &id, &id,
                                     &p, &reason),
-                     FF_EIO);
-    assert_non_null(strstr(reason, "cannot read the recording"));
+                     FF_ENOTFOUND);
+    assert_non_null(strstr(reason, "cannot read the recording: \"/nonexistent/recording\" "
+                                   "does not exist"));
     free(reason);
 }
 
