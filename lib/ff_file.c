@@ -59,10 +59,11 @@ int ff_file_read_fd(int fd, const char *name, size_t max, unsigned flags, char *
                           (uint64_t)st.st_size <= max
                       ? (size_t)st.st_size + 2
                       : FILE_READ_START;
+    if (buf_grow(&buf, &cap, 0, hint, limit, flags) != 0 || buf == NULL)
+        return ff_err_set(err, FF_ENOMEM, "out of memory reading \"%s\"", name);
     int rc = 0;
     for (;;) {
-        if (got + 1 >= cap && buf_grow(&buf, &cap, got, hint > got + 2 ? hint : got + 2, limit,
-                                       flags) != 0) {
+        if (got + 1 >= cap && buf_grow(&buf, &cap, got, got + 2, limit, flags) != 0) {
             rc = ff_err_set(err, FF_ENOMEM, "out of memory reading \"%s\"", name);
             break;
         }

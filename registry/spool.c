@@ -14,7 +14,7 @@
 
 /* Big enough that the file gets 32x fewer write calls than one per TLS
  * record, small enough that two of them per upload in flight stay cheap. */
-#define SPOOL_BUF_SIZE (512 * 1024)
+#define SPOOL_BUF_SIZE ((size_t)512 * 1024)
 
 struct spool {
     int fd;
