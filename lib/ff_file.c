@@ -11,7 +11,8 @@
 #include <unistd.h>
 
 /* First allocation when the size is unknown (fstat says 0: /proc files,
- * pipes); doubled as needed up to max + 1. */
+ * pipes); doubled as needed up to max + 2 (max, one byte to see more,
+ * the NUL). */
 #define FILE_READ_START 4096
 
 static void buf_drop(char *buf, size_t len, unsigned flags)
