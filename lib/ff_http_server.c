@@ -1588,6 +1588,59 @@ int ff_http_respond_error(struct ff_http_request *req, unsigned status, const ch
  * needed; a callback with large preads lets each send carry 256 KiB. */
 #define FILE_READ_BLOCK ((size_t)256 * 1024)
 
+struct reader {
+    ff_http_read_at_fn read;
+    void *ctx;
+    void (*free_cb)(void *ctx);
+};
+
+static ssize_t reader_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct reader *r = cls;
+    ssize_t n = r->read(r->ctx, pos, buf, max);
+    /* Short or failed: cut the response rather than send bytes that are
+     * not the body's. */
+    return n > 0 && (size_t)n <= max ? n : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void reader_free(void *cls)
+{
+    struct reader *r = cls;
+    if (r->free_cb != NULL)
+        r->free_cb(r->ctx);
+    free(r);
+}
+
+int ff_http_respond_reader(struct ff_http_request *req, unsigned status, uint64_t length,
+                           ff_http_read_at_fn read_cb, void *ctx, void (*free_cb)(void *ctx),
+                           const char *content_type)
+{
+    int rc = check_can_answer(req, status, content_type);
+    if (rc == 0 && (read_cb == NULL || length == MHD_SIZE_UNKNOWN))
+        rc = FF_EINVAL;
+    struct reader *r = NULL;
+    if (rc == 0) {
+        r = malloc(sizeof(*r));
+        if (r == NULL)
+            rc = FF_ENOMEM;
+    }
+    if (rc != 0) {
+        if (free_cb != NULL)
+            free_cb(ctx);
+        return rc;
+    }
+    r->read = read_cb;
+    r->ctx = ctx;
+    r->free_cb = free_cb;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(length, FILE_READ_BLOCK, reader_read, r, reader_free);
+    if (resp == NULL) {
+        reader_free(r);
+        return FF_ENOMEM;
+    }
+    return keep_answer(req, status, resp, content_type, length);
+}
+
 struct file_reader {
     int fd;
     uint64_t offset; /* where the response's first byte is in the file */
@@ -1598,13 +1651,9 @@ static ssize_t file_read(void *cls, uint64_t pos, char *buf, size_t max)
     struct file_reader *fr = cls;
     for (;;) {
         ssize_t n = pread(fr->fd, buf, max, (off_t)(fr->offset + pos));
-        if (n > 0)
-            return n;
         if (n < 0 && errno == EINTR)
             continue;
-        /* A file that shrank or failed under us: cut the response rather
-         * than send bytes that are not the file's. */
-        return MHD_CONTENT_READER_END_WITH_ERROR;
+        return n > 0 ? n : FF_EIO; /* a file that shrank or failed under us */
     }
 }
 
@@ -1620,13 +1669,10 @@ int ff_http_respond_fd(struct ff_http_request *req, unsigned status, int fd, uin
 {
     if (fd < 0)
         return FF_EINVAL;
-    int rc = check_can_answer(req, status, content_type);
     uint64_t end;
-    if (rc == 0 && (__builtin_add_overflow(offset, length, &end) || end > INT64_MAX))
-        rc = FF_EINVAL;
-    if (rc != 0) {
+    if (__builtin_add_overflow(offset, length, &end) || end > INT64_MAX) {
         close(fd);
-        return rc;
+        return FF_EINVAL;
     }
     struct file_reader *fr = malloc(sizeof(*fr));
     if (fr == NULL) {
@@ -1635,13 +1681,8 @@ int ff_http_respond_fd(struct ff_http_request *req, unsigned status, int fd, uin
     }
     fr->fd = fd;
     fr->offset = offset;
-    struct MHD_Response *resp = MHD_create_response_from_callback(
-        length, FILE_READ_BLOCK, file_read, fr, file_reader_free);
-    if (resp == NULL) {
-        file_reader_free(fr);
-        return FF_ENOMEM;
-    }
-    return keep_answer(req, status, resp, content_type, length);
+    return ff_http_respond_reader(req, status, length, file_read, fr, file_reader_free,
+                                  content_type);
 }
 
 struct stream {

@@ -332,6 +332,23 @@ int ff_http_respond_error(struct ff_http_request *req, unsigned status, const ch
 int ff_http_respond_fd(struct ff_http_request *req, unsigned status, int fd, uint64_t offset,
                        uint64_t length, const char *content_type);
 
+/* Reads up to max bytes of a response body, from byte pos of the body on,
+ * into buf. pos only grows: each call starts where the last one ended.
+ * Returns the count (1..max), or a negative FF_E* code, which cuts the
+ * connection (the client sees a short body). Runs on the connection's
+ * thread and may block. */
+typedef ssize_t (*ff_http_read_at_fn)(void *ctx, uint64_t pos, char *buf, size_t max);
+
+/* Answers with a body of exactly length bytes produced by read_cb, for
+ * bodies whose reading the caller wants to steer (the registry's blobs).
+ * Takes ownership of ctx in every case: free_cb(ctx) (may be NULL) runs
+ * exactly once, at once on error, else after the request completed.
+ * Errors: FF_EINVAL (no read_cb, answered twice, bad status or content
+ * type), FF_ENOMEM. */
+int ff_http_respond_reader(struct ff_http_request *req, unsigned status, uint64_t length,
+                           ff_http_read_at_fn read_cb, void *ctx, void (*free_cb)(void *ctx),
+                           const char *content_type);
+
 /* Reads up to max bytes of a streamed body into buf. Returns the count
  * (> 0), 0 at the end of the body, or a negative FF_E* code to abort the
  * connection. It may block until data is there (thread-per-connection

@@ -313,6 +313,22 @@ int blob_store_open_read(struct blob_store *bs, const struct ff_digest *d, int *
     return 0;
 }
 
+int blob_store_open_direct(struct blob_store *bs, const struct ff_digest *d, int fd)
+{
+    char path[BLOB_PATH_SIZE];
+    blob_path(d, path);
+    int f = openat(bs->sha_fd, path, O_RDONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
+    if (f < 0)
+        return -1;
+    struct stat a;
+    struct stat b;
+    if (fstat(f, &a) != 0 || fstat(fd, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+        fd_close(f);
+        return -1;
+    }
+    return f;
+}
+
 int blob_store_delete(struct blob_store *bs, const struct ff_digest *d, struct ff_err *err)
 {
     char path[BLOB_PATH_SIZE];
@@ -515,6 +531,7 @@ int blob_writer_new(struct blob_store *bs, struct blob_writer **out, struct ff_e
     rc = spool_new(w->fd, 0, w->ctx, &w->spool, err);
     if (rc != 0)
         goto fail;
+    spool_direct_open(w->spool, bs->tmp_fd, w->name);
     *out = w;
     return 0;
 fail:

@@ -230,6 +230,12 @@ int blob_store_stat(struct blob_store *bs, const struct ff_digest *d, int64_t *s
 int blob_store_open_read(struct blob_store *bs, const struct ff_digest *d, int *fd,
                          int64_t *size, struct ff_err *err);
 
+/* Opens the committed blob d a second time with O_DIRECT, if the file
+ * system allows it and it is still the file fd has open (a GC may have
+ * removed it and a push brought it back). Returns the descriptor (the
+ * caller's) or -1: the caller then reads through fd only. */
+int blob_store_open_direct(struct blob_store *bs, const struct ff_digest *d, int fd);
+
 /* Removes a committed blob (for GC; readers that have it open keep
  * reading). Not fsync'd: a crash may bring a deleted blob back, and the
  * next GC removes it again. Errors: FF_ENOTFOUND, FF_EIO. */
@@ -298,18 +304,48 @@ void blob_writer_free(struct blob_writer *w);
  * (errno text in the message). */
 int blob_fd_write(int fd, int64_t offset, const void *data, size_t len, struct ff_err *err);
 
+/* ---- blobread.c: reading a blob for a GET ------------------------------ */
+
+struct blob_reader;
+
+/* A reader of length bytes of the committed blob d from offset on, read
+ * from fd (taken in every case; closed by blob_reader_free, or at once on
+ * error). Large blobs that are not in the page cache are read with
+ * O_DIRECT a few MiB ahead; everything else through fd. *out belongs to
+ * the caller (blob_reader_free). Errors: FF_EINVAL (offset + length past
+ * INT64_MAX), FF_ENOMEM. */
+int blob_reader_new(struct blob_store *bs, const struct ff_digest *d, int fd, uint64_t offset,
+                    uint64_t length, struct blob_reader **out);
+
+/* An ff_http_read_at_fn: up to max bytes of the range from its byte pos on.
+ * Returns the count, or FF_EIO if the blob file ended early or failed,
+ * FF_EINVAL for a pos past the range. */
+ssize_t blob_reader_read(void *r, uint64_t pos, char *buf, size_t max);
+
+/* Frees a blob_reader (void * to serve as the response's free callback);
+ * NULL-safe. */
+void blob_reader_free(void *r);
+
 /* ---- spool.c: pipelined writing and hashing of a blob -------------------- */
 
 struct spool;
 
 /* Starts a spool that writes what it is given to fd from offset on and
  * feeds it to ctx (borrowed, may be NULL: write only), in 512 KiB pieces
- * on a helper thread started when the first piece is full. Until
+ * that one helper thread hashes and another writes, both started when the
+ * first piece is full. Until
  * spool_flush returns, neither fd's bytes past offset nor ctx may be used
  * by anyone else. *out belongs to the caller (spool_free). Errors:
  * FF_ENOMEM. */
 int spool_new(int fd, int64_t offset, struct ff_digest_ctx *ctx, struct spool **out,
               struct ff_err *err);
+
+/* Opens dir_fd/name, which must be the spool's file, a second time with
+ * O_DIRECT: whole aligned pieces then bypass the page cache, whose copy
+ * of every pushed byte was most of a large push's cost. Best effort: if
+ * the file system refuses O_DIRECT or name is another file, every piece
+ * keeps going through fd. The spool owns the descriptor. */
+void spool_direct_open(struct spool *sp, int dir_fd, const char *name);
 
 /* Takes len bytes (copied). Errors: FF_ENOMEM, and an earlier piece's
  * write or hash failure (FF_EIO, FF_ECRYPTO) reported late; after an error

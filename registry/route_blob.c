@@ -112,8 +112,12 @@ int blob_get(struct ff_http_request *req)
         return ff_http_respond_head(req, 200, (uint64_t)size, "application/octet-stream");
     }
     uint64_t length = size == 0 ? 0 : (uint64_t)(last - first + 1);
-    return ff_http_respond_fd(req, status, fd, (uint64_t)first, length,
-                              "application/octet-stream");
+    struct blob_reader *br = NULL;
+    int rc = blob_reader_new(r->blobs, &d, fd, (uint64_t)first, length, &br);
+    if (rc != 0)
+        return rc;
+    return ff_http_respond_reader(req, status, length, blob_reader_read, br, blob_reader_free,
+                                  "application/octet-stream");
 }
 
 int blob_delete(struct ff_http_request *req)

@@ -578,6 +578,7 @@ int upload_append_begin(struct upload *u, int64_t offset, struct ff_err *err)
         busy_release(u->us, s);
         return rc;
     }
+    spool_direct_open(u->spool, s->dir_fd, "data");
     u->appending = true;
     u->offset = s->size;
     return 0;

@@ -394,6 +394,20 @@ static int h_forgot(struct ff_http_request *req)
     return 0;
 }
 
+static void count_free(void *ctx)
+{
+    (*(int *)ctx)++;
+}
+
+static ssize_t never_read(void *ctx, uint64_t pos, char *buf, size_t max)
+{
+    (void)ctx;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return FF_EIO;
+}
+
 /* Misuses the API from inside a handler and reports what it got. */
 static int h_checks(struct ff_http_request *req)
 {
@@ -403,10 +417,13 @@ static int h_checks(struct ff_http_request *req)
     int reserved = ff_http_response_header(req, "Content-Length", "5");
     int status = ff_http_respond_bytes(req, 99, NULL, "x", 1);
     int fd = ff_http_respond_fd(req, 200, -1, 0, 1, NULL);
+    int freed = 0;
+    int reader = ff_http_respond_reader(req, 200, 1, NULL, &freed, count_free, NULL);
     /* A server thread: no cmocka asserts here, the client checks the text. */
     int n = snprintf(out, sizeof(out),
-                     "head=%d crlf=%d reserved=%d status=%d fd=%d method=%s route=%s", head, crlf,
-                     reserved, status, fd, ff_http_request_method(req), ff_http_request_route(req));
+                     "head=%d crlf=%d reserved=%d status=%d fd=%d reader=%d/%d method=%s route=%s",
+                     head, crlf, reserved, status, fd, reader, freed, ff_http_request_method(req),
+                     ff_http_request_route(req));
     if (!fits(n, sizeof(out)))
         return FF_ETOOBIG;
     int rc = ff_http_respond_bytes(req, 200, "text/plain", out, strlen(out));
@@ -414,7 +431,10 @@ static int h_checks(struct ff_http_request *req)
         return rc;
     int twice = ff_http_respond_bytes(req, 200, NULL, "again", 5);
     int late = ff_http_response_header(req, "X-Late", "1");
-    return twice == FF_EINVAL && late == FF_EINVAL ? 0 : FF_EINVAL;
+    int late_reader = ff_http_respond_reader(req, 200, 1, never_read, &freed, count_free, NULL);
+    return twice == FF_EINVAL && late == FF_EINVAL && late_reader == FF_EINVAL && freed == 2
+               ? 0
+               : FF_EINVAL;
 }
 
 /* Sleeps ?ms= milliseconds (400 when absent), as a long-poll would. */
@@ -1041,8 +1061,8 @@ static void test_query_headers_stream(void **state)
 
     request("GET", "/checks", NULL, 0, NULL, NULL, &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(body_str(&r), "head=-1 crlf=-1 reserved=-1 status=-1 fd=-1 method=GET "
-                                      "route=/checks");
+    assert_string_equal(body_str(&r), "head=-1 crlf=-1 reserved=-1 status=-1 fd=-1 reader=-1/1 "
+                                      "method=GET route=/checks");
     resp_release(&r);
 }
 

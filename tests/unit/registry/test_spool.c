@@ -7,10 +7,13 @@
 #include "registry.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 /* More than several of the spool's 512 KiB pieces, and not a multiple. */
@@ -155,6 +158,70 @@ static void test_write_error_is_reported(void **state)
     (void)close(ro);
 }
 
+/* True if the page at offset of fd is in the page cache; false on tmpfs,
+ * which keeps everything there, where the test cannot tell. */
+static bool cached_off_tmpfs(int fd, off_t offset)
+{
+    struct statfs sf;
+    assert_int_equal(fstatfs(fd, &sf), 0);
+    if (sf.f_type == TMPFS_MAGIC)
+        return false;
+    void *p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, offset);
+    assert_true(p != MAP_FAILED);
+    unsigned char vec[1] = {0};
+    assert_int_equal(mincore(p, 4096, vec), 0);
+    munmap(p, 4096);
+    return (vec[0] & 1) != 0;
+}
+
+/* With O_DIRECT allowed, an append at an odd offset still ends up whole
+ * and hashed in order, and the aligned middle went past the page cache. */
+static void test_direct_at_odd_offset(void **state)
+{
+    struct fixture *f = *state;
+    struct ff_err err;
+    struct ff_digest_ctx *ctx = NULL;
+    struct spool *sp = NULL;
+    unsigned char head[4097] = {0};
+    assert_int_equal(pwrite(f->fd, head, sizeof(head), 0), (ssize_t)sizeof(head));
+    assert_int_equal(ff_digest_ctx_new(&ctx, &err), 0);
+    assert_int_equal(spool_new(f->fd, sizeof(head), ctx, &sp, &err), 0);
+    spool_direct_open(sp, AT_FDCWD, f->path);
+    for (size_t off = 0, n; off < STREAM_SIZE; off += n) {
+        n = STREAM_SIZE - off < 16411 ? STREAM_SIZE - off : 16411;
+        assert_int_equal(spool_write(sp, f->data + off, n, &err), 0);
+    }
+    assert_int_equal(spool_flush(sp, &err), 0);
+    spool_free(sp);
+    assert_false(cached_off_tmpfs(f->fd, (off_t)2 << 20));
+    assert_file(f, sizeof(head), STREAM_SIZE);
+    assert_digest_of(ctx, f->data, STREAM_SIZE);
+    ff_digest_ctx_free(ctx);
+}
+
+/* A name that is not the spool's file is not used for anything. */
+static void test_direct_refuses_another_file(void **state)
+{
+    struct fixture *f = *state;
+    struct ff_err err;
+    char other[64];
+    (void)snprintf(other, sizeof(other), "/tmp/ff-spool-other-XXXXXX");
+    int ofd = mkstemp(other);
+    assert_true(ofd >= 0);
+    struct spool *sp = NULL;
+    assert_int_equal(spool_new(f->fd, 0, NULL, &sp, &err), 0);
+    spool_direct_open(sp, AT_FDCWD, other);
+    assert_int_equal(spool_write(sp, f->data, STREAM_SIZE, &err), 0);
+    assert_int_equal(spool_flush(sp, &err), 0);
+    spool_free(sp);
+    assert_file(f, 0, STREAM_SIZE);
+    struct stat st;
+    assert_int_equal(fstat(ofd, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    (void)close(ofd);
+    (void)unlink(other);
+}
+
 /* Freed without a flush (an aborted upload): no leak, no hang, and the
  * file is no longer touched afterwards. */
 static void test_free_without_flush(void **state)
@@ -178,6 +245,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flush_then_go_on_without_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_error_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_without_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_at_odd_offset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_refuses_another_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
