@@ -313,20 +313,26 @@ int blob_store_open_read(struct blob_store *bs, const struct ff_digest *d, int *
     return 0;
 }
 
-int blob_store_open_direct(struct blob_store *bs, const struct ff_digest *d, int fd)
+int blob_fd_reopen_direct(int dir_fd, const char *name, int access, int same_as)
 {
-    char path[BLOB_PATH_SIZE];
-    blob_path(d, path);
-    int f = openat(bs->sha_fd, path, O_RDONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
+    int f = openat(dir_fd, name, access | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
     if (f < 0)
         return -1;
     struct stat a;
     struct stat b;
-    if (fstat(f, &a) != 0 || fstat(fd, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+    if (fstat(f, &a) != 0 || fstat(same_as, &b) != 0 || a.st_dev != b.st_dev ||
+        a.st_ino != b.st_ino) {
         fd_close(f);
         return -1;
     }
     return f;
+}
+
+int blob_store_open_direct(struct blob_store *bs, const struct ff_digest *d, int fd)
+{
+    char path[BLOB_PATH_SIZE];
+    blob_path(d, path);
+    return blob_fd_reopen_direct(bs->sha_fd, path, O_RDONLY, fd);
 }
 
 int blob_store_delete(struct blob_store *bs, const struct ff_digest *d, struct ff_err *err)

@@ -304,6 +304,11 @@ void blob_writer_free(struct blob_writer *w);
  * (errno text in the message). */
 int blob_fd_write(int fd, int64_t offset, const void *data, size_t len, struct ff_err *err);
 
+/* Opens dir_fd/name again with O_DIRECT and access (O_RDONLY, O_WRONLY),
+ * if the file system allows it and it is the file same_as has open (no
+ * symlink followed). Returns the descriptor (the caller's) or -1. */
+int blob_fd_reopen_direct(int dir_fd, const char *name, int access, int same_as);
+
 /* ---- blobread.c: reading a blob for a GET ------------------------------ */
 
 struct blob_reader;

@@ -15,7 +15,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* Large enough for the disk to take each write in one go, small enough
@@ -136,17 +135,7 @@ int spool_new(int fd, int64_t offset, struct ff_digest_ctx *ctx, struct spool **
 
 void spool_direct_open(struct spool *sp, int dir_fd, const char *name)
 {
-    int fd = openat(dir_fd, name, O_WRONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return;
-    struct stat a;
-    struct stat b;
-    if (fstat(fd, &a) != 0 || fstat(sp->fd, &b) != 0 || a.st_dev != b.st_dev ||
-        a.st_ino != b.st_ino) {
-        close(fd);
-        return;
-    }
-    sp->direct_fd = fd;
+    sp->direct_fd = blob_fd_reopen_direct(dir_fd, name, O_WRONLY, sp->fd);
 }
 
 /* Waits until no stage holds piece i (all of them if i < 0); returns the
