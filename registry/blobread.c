@@ -25,8 +25,6 @@
 #define READ_AHEAD 3
 /* Smaller ranges are read through the page cache. */
 #define DIRECT_MIN ((uint64_t)4 * READ_BLOCK)
-/* O_DIRECT alignment of buffer and offset (see spool.c). */
-#define READ_ALIGN ((uint64_t)4096)
 
 struct read_slot {
     unsigned char *buf;  /* READ_BLOCK bytes, aligned */
@@ -212,7 +210,7 @@ static bool reader_go_direct(struct blob_reader *r, struct blob_store *bs,
         return false;
     for (int i = 0; i < READ_AHEAD; i++) {
         void *b = NULL;
-        if (posix_memalign(&b, READ_ALIGN, READ_BLOCK) != 0)
+        if (posix_memalign(&b, BLOB_DIRECT_ALIGN, READ_BLOCK) != 0)
             return false;
         r->slot[i].buf = b;
     }
@@ -220,7 +218,7 @@ static bool reader_go_direct(struct blob_reader *r, struct blob_store *bs,
         r->aio = 0;
         return false;
     }
-    r->next = r->start - r->start % READ_ALIGN;
+    r->next = r->start - r->start % BLOB_DIRECT_ALIGN;
     return reader_fill(r);
 }
 

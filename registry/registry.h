@@ -304,6 +304,10 @@ void blob_writer_free(struct blob_writer *w);
  * (errno text in the message). */
 int blob_fd_write(int fd, int64_t offset, const void *data, size_t len, struct ff_err *err);
 
+/* What O_DIRECT wants buffers, offsets and lengths aligned to: the
+ * logical block size, which the page size covers on every disk we run on. */
+#define BLOB_DIRECT_ALIGN ((size_t)4096)
+
 /* Opens dir_fd/name again with O_DIRECT and access (O_RDONLY, O_WRONLY),
  * if the file system allows it and it is the file same_as has open (no
  * symlink followed). Returns the descriptor (the caller's) or -1. */

@@ -23,9 +23,6 @@
 /* One being filled, and up to two with the hasher and the writer, so that
  * a slow write does not stop the hasher or the connection at once. */
 #define SPOOL_PIECES 3
-/* O_DIRECT wants buffer, offset and length aligned to the logical block
- * size; the page size covers every disk we run on. */
-#define SPOOL_ALIGN ((size_t)4096)
 
 enum spool_stage { STAGE_HASH, STAGE_WRITE, STAGE_COUNT };
 
@@ -62,7 +59,8 @@ struct spool_worker {
 
 static int piece_write(struct spool *sp, const struct spool_piece *p, struct ff_err *err)
 {
-    bool aligned = (uint64_t)p->offset % SPOOL_ALIGN == 0 && p->len % SPOOL_ALIGN == 0;
+    bool aligned =
+        (uint64_t)p->offset % BLOB_DIRECT_ALIGN == 0 && p->len % BLOB_DIRECT_ALIGN == 0;
     int fd = sp->direct_fd >= 0 && aligned ? sp->direct_fd : sp->fd;
     return blob_fd_write(fd, p->offset, p->data, p->len, err);
 }
@@ -229,7 +227,7 @@ static int spool_piece_ready(struct spool *sp, int i, struct ff_err *err)
     }
     if (sp->piece[i].data == NULL) {
         void *b = NULL;
-        if (posix_memalign(&b, SPOOL_ALIGN, SPOOL_PIECE_SIZE) != 0)
+        if (posix_memalign(&b, BLOB_DIRECT_ALIGN, SPOOL_PIECE_SIZE) != 0)
             return ff_err_set(err, FF_ENOMEM, "spool: out of memory");
         sp->piece[i].data = b;
     }
@@ -247,7 +245,7 @@ int spool_write(struct spool *sp, const void *data, size_t len, struct ff_err *e
         /* A piece ends at an aligned offset, so that after the first one
          * of an append at an odd offset every piece can go straight to
          * the disk. */
-        size_t full = SPOOL_PIECE_SIZE - (size_t)((uint64_t)sp->offset % SPOOL_ALIGN);
+        size_t full = SPOOL_PIECE_SIZE - (size_t)((uint64_t)sp->offset % BLOB_DIRECT_ALIGN);
         size_t n = full - sp->fill;
         if (n > len)
             n = len;
